@@ -1,0 +1,164 @@
+package compute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Runtime is a language runtime for RunCode.
+type Runtime string
+
+// The runtimes RunCode knows.
+const (
+	Python Runtime = "python"
+	Node   Runtime = "node"
+)
+
+// CodeOptions are RunCode's options. Stdin, when set, is the program's own
+// input (the code itself travels separately).
+type CodeOptions struct {
+	// Runtime picks the interpreter; empty means the sandbox's default
+	// runtime, else DetectRuntime.
+	Runtime Runtime
+	RunOptions
+}
+
+// maxArgCode is the largest program passed as an argument (-c / -e); Linux
+// refuses single arguments over 128 KiB. Larger programs go on stdin.
+const maxArgCode = 96 << 10
+
+// RunCode runs a program in the sandbox with python3 or node and waits for
+// it. A program the interpreter rejects before running (a syntax error)
+// gives a *SyntaxError; an error while running is a Result with a non-zero
+// ExitCode and the traceback in Stderr, not a Go error. The code runs
+// exactly as given, whatever bytes it holds (it is never put through a
+// shell).
+func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (*Result, error) {
+	if opts == nil {
+		opts = &CodeOptions{}
+	}
+	if strings.ContainsRune(code, 0) {
+		return nil, errors.New("compute: code contains a NUL byte")
+	}
+	rt := opts.Runtime
+	if rt == "" {
+		rt = s.runtime
+	}
+	if rt == "" {
+		rt = DetectRuntime(code)
+	}
+	ro := opts.RunOptions
+	var argv []string
+	switch rt {
+	case Python:
+		argv = []string{"python3", "-c", code}
+	case Node:
+		argv = []string{"node", "-e", code}
+	default:
+		return nil, fmt.Errorf("compute: unknown runtime %q (want %q or %q)", rt, Python, Node)
+	}
+	if len(code) > maxArgCode {
+		if ro.Stdin != nil {
+			return nil, fmt.Errorf("compute: code of %d bytes is passed on stdin, so it cannot be combined with RunOptions.Stdin; write the input to a file instead", len(code))
+		}
+		argv[1] = "-"
+		argv = argv[:2]
+		ro.Stdin = strings.NewReader(code)
+	}
+	if ro.Background {
+		return nil, errors.New("compute: RunCode does not run in the background; use Start with python3 or node")
+	}
+	res, err := s.Run(ctx, argv, &ro)
+	if res != nil {
+		res.Runtime = rt
+		if res.ExitCode == ExitCodeNotFound && err == nil && strings.Contains(res.Stderr, "command not found") {
+			return res, fmt.Errorf("compute: runtime %s is not installed in this sandbox (%s not found): %w", rt, argv[0], ErrUnsupported)
+		}
+	}
+	if err == nil && res.ExitCode != 0 && isSyntaxError(rt, res.Stderr) {
+		return res, &SyntaxError{Runtime: rt, Message: res.Stderr, Result: res}
+	}
+	return res, err
+}
+
+// isSyntaxError tells a compile-time rejection from a runtime error: both
+// interpreters print "SyntaxError", but only a runtime error has a stack
+// through the user's code (Python's "Traceback" header, Node's "at [eval]"
+// frames), so `raise SyntaxError()` or `eval("(")` stay runtime errors.
+func isSyntaxError(rt Runtime, stderr string) bool {
+	switch rt {
+	case Python:
+		return pySyntax.MatchString(stderr) && !strings.Contains(stderr, "Traceback (most recent call last)")
+	case Node:
+		return strings.Contains(stderr, "SyntaxError") && !nodeUserFrame.MatchString(stderr)
+	}
+	return false
+}
+
+var (
+	pySyntax      = regexp.MustCompile(`(?m)^(SyntaxError|IndentationError|TabError)\b`)
+	nodeUserFrame = regexp.MustCompile(`(?m)^\s+at .*\[(eval|stdin)\]`)
+)
+
+// Markers that DetectRuntime counts, after removing string literals.
+var (
+	pythonMarkers = []string{"print(", "import ", "def ", "sys.", "json.", `f"`, "f'", "raise ", "elif ", "self.", "lambda ", "None", "True", "False", "__name__", "range(", "len("}
+	nodeMarkers   = []string{"console.", "process.", "require(", "module.exports", "__dirname", "__filename", "throw new ", "new Error(", "=>", "const ", "let ", "var ", "function", "===", "!==", "null", "undefined", "Math.", "JSON."}
+)
+
+// DetectRuntime guesses the runtime of code, for RunCode calls that name
+// none. The rule: remove the contents of string literals, count how many
+// distinct Python markers (print(, import, def, raise, f-strings, None,
+// True, ...) and Node markers (console., require(, const, let, =>, ===,
+// null, undefined, ...) appear; Node wins only with strictly more markers.
+// Everything else, ambiguous or unknown code included, is Python.
+func DetectRuntime(code string) Runtime {
+	bare := stripStrings(code)
+	score := func(markers []string) int {
+		n := 0
+		for _, m := range markers {
+			if strings.Contains(bare, m) {
+				n++
+			}
+		}
+		return n
+	}
+	if score(nodeMarkers) > score(pythonMarkers) {
+		return Node
+	}
+	return Python
+}
+
+// stripStrings blanks the inside of '...', "..." and `...` literals so that
+// words inside strings do not count as markers; the quotes stay, so
+// f"..." still reads as an f-string.
+func stripStrings(code string) string {
+	var b strings.Builder
+	var quote rune
+	escaped := false
+	for _, r := range code {
+		switch {
+		case quote == 0:
+			b.WriteRune(r)
+			if r == '\'' || r == '"' || r == '`' {
+				quote = r
+			}
+		case escaped:
+			escaped = false
+		case r == '\\':
+			escaped = true
+		case r == quote:
+			b.WriteRune(r)
+			quote = 0
+		case r == '\n' && quote != '`':
+			// Unterminated single-line string (or a triple-quoted one):
+			// resume scanning at the next line.
+			b.WriteRune(r)
+			quote = 0
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,3 @@
+module github.com/computesdk-go/compute
+
+go 1.26
