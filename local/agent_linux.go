@@ -1,0 +1,638 @@
+//go:build linux
+
+package local
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The agent is this program re-executed with argv[0] set to agentArg0 and
+// agentEnv in its environment; the init below turns it into the agent
+// before main runs.
+const (
+	agentArg0 = "compute-sandbox-agent"
+	agentEnv  = "COMPUTE_SANDBOX_AGENT=1"
+	agentFD   = 3 // the control socket
+)
+
+func init() {
+	if len(os.Args) == 1 && os.Args[0] == agentArg0 && len(os.Environ()) == 1 && os.Environ()[0] == agentEnv {
+		os.Exit(runAgent())
+	}
+}
+
+type agent struct {
+	cfg agentConfig
+	env []string // base environment, sorted
+
+	mu      sync.Mutex
+	waiters map[int]chan int // pid -> exit code, for commands being run
+	exited  map[int]int      // reaped before anyone waited
+}
+
+func runAgent() int {
+	ctl, err := net.FileConn(os.NewFile(agentFD, "control"))
+	if err != nil {
+		return 3
+	}
+	uc := ctl.(*net.UnixConn)
+	a := &agent{waiters: map[int]chan int{}, exited: map[int]int{}}
+	buf := make([]byte, 1<<16)
+	n, _, _, _, err := uc.ReadMsgUnix(buf, nil)
+	if err != nil {
+		return 3
+	}
+	if err := json.Unmarshal(buf[:n], &a.cfg); err != nil {
+		return 3
+	}
+	if err := a.setup(); err != nil {
+		b, _ := json.Marshal(reply{Err: err.Error()})
+		uc.Write(b)
+		return 1
+	}
+	b, _ := json.Marshal(reply{Done: true})
+	if _, err := uc.Write(b); err != nil {
+		return 1
+	}
+	a.serve(uc)
+	return 0
+}
+
+func (a *agent) setup() error {
+	cfg := &a.cfg
+	// Take over reaping before anything is started: the agent is the
+	// sandbox's pid 1, so orphans are ours to reap too.
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGCHLD)
+	go a.reap(sigc)
+
+	if cfg.Isolate {
+		if err := buildRoot(cfg); err != nil {
+			return err
+		}
+		if cfg.Hostname != "" {
+			if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+				return fmt.Errorf("sethostname: %w", err)
+			}
+		}
+		if !cfg.Network {
+			if err := loopbackUp(); err != nil {
+				return fmt.Errorf("bring up loopback: %w", err)
+			}
+		}
+	} else {
+		// Unisolated: at least make orphans of our commands ours.
+		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	if err := os.Chdir(cfg.Dir); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	for _, l := range []struct {
+		res int
+		v   uint64
+	}{
+		{unix.RLIMIT_NPROC, cfg.Limits.Procs},
+		{unix.RLIMIT_NOFILE, cfg.Limits.Files},
+		{unix.RLIMIT_FSIZE, cfg.Limits.FileSize},
+		{unix.RLIMIT_AS, cfg.Limits.Memory},
+		{unix.RLIMIT_CORE, 0},
+	} {
+		if l.v == 0 && l.res != unix.RLIMIT_CORE {
+			continue
+		}
+		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.v, Max: l.v}); err != nil {
+			return fmt.Errorf("setrlimit %d: %w", l.res, err)
+		}
+	}
+	// Whatever descriptors the agent inherited beyond its control socket
+	// must never reach sandboxed code.
+	unix.CloseRange(agentFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+
+	for k, v := range cfg.Env {
+		a.env = append(a.env, k+"="+v)
+	}
+	sort.Strings(a.env)
+	return nil
+}
+
+// serve receives operations until the host goes away; then the agent
+// exits, and the kernel kills everything left in the sandbox.
+func (a *agent) serve(ctl *net.UnixConn) {
+	buf := make([]byte, 16)
+	oob := make([]byte, unix.CmsgSpace(8*4))
+	for {
+		_, oobn, _, _, err := ctl.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		fds, err := parseRights(oob[:oobn])
+		if err != nil || len(fds) == 0 {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			continue
+		}
+		go a.handle(fds)
+	}
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, m := range msgs {
+		r, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return fds, err
+		}
+		fds = append(fds, r...)
+	}
+	return fds, nil
+}
+
+// handle runs one operation. fds[0] is the operation's connection; the
+// rest depend on the operation.
+func (a *agent) handle(fds []int) {
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "fd"+strconv.Itoa(i))
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	c, err := net.FileConn(files[0])
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	var req request
+	if err := readMsg(r, &req); err != nil {
+		return
+	}
+	extra := files[1:]
+	switch req.Op {
+	case opExec:
+		a.exec(c, r, &req, extra)
+	case opOpen:
+		if len(extra) == 1 {
+			a.open(c, req.Path, extra[0])
+		}
+	case opWrite:
+		if len(extra) == 1 {
+			a.write(c, r, req.Path, extra[0])
+		}
+	case opMkdir:
+		writeMsg(c, errReply(mkdirAll(req.Path)))
+	case opReadDir:
+		list, err := readDir(req.Path)
+		rep := errReply(err)
+		rep.Files = list
+		writeMsg(c, rep)
+	case opStat:
+		st, err := stat(req.Path, filepath.Base(req.Path))
+		rep := errReply(err)
+		if err == nil {
+			rep.Files = []fileStat{st}
+		}
+		writeMsg(c, rep)
+	case opRemove:
+		writeMsg(c, errReply(removeAll(req.Path)))
+	default:
+		writeMsg(c, reply{Err: "unknown operation " + strconv.Quote(req.Op)})
+	}
+}
+
+func errReply(err error) reply {
+	if err == nil {
+		return reply{Done: true}
+	}
+	rep := reply{Err: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		rep.Errno = int(errno)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			rep.Err = errno.Error()
+		}
+	}
+	return rep
+}
+
+// exec starts a command with the host's pipes as its stdio, reports its
+// pid, then its exit code; a kill message or the host hanging up kills
+// the command's whole process tree.
+func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
+	want := 2
+	if req.Stdin {
+		want = 3
+	}
+	if len(files) != want || len(req.Argv) == 0 {
+		writeMsg(c, reply{Err: "malformed exec request"})
+		return
+	}
+	stdout, stderr := files[0], files[1]
+	var stdin *os.File
+	if req.Stdin {
+		stdin = files[2]
+	} else {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			writeMsg(c, errReply(err))
+			return
+		}
+		defer devnull.Close()
+		stdin = devnull
+	}
+	env := mergeEnv(a.env, req.Env)
+	dir := a.cfg.Dir
+	if req.Dir != "" {
+		dir = req.Dir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(a.cfg.Dir, dir)
+		}
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		writeMsg(c, reply{Err: fmt.Sprintf("working directory %s does not exist or is not a directory", dir), Errno: int(syscall.ENOENT)})
+		return
+	}
+	path, err := lookPath(req.Argv[0], env, dir)
+	if err != nil {
+		writeMsg(c, reply{Err: err.Error(), NotFound: true})
+		return
+	}
+
+	a.mu.Lock()
+	pid, err := syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	var done chan int
+	if err == nil {
+		done = make(chan int, 1)
+		if code, ok := a.exited[pid]; ok { // cannot happen while we hold mu, kept for safety
+			delete(a.exited, pid)
+			done <- code
+		} else {
+			a.waiters[pid] = done
+		}
+	}
+	a.mu.Unlock()
+	// The command holds the pipes now; our copies must go so the host sees
+	// EOF when the command (and whatever inherited them) is done.
+	stdout.Close()
+	stderr.Close()
+	if req.Stdin {
+		stdin.Close()
+	}
+	if err != nil {
+		rep := errReply(err)
+		rep.NotFound = errors.Is(err, syscall.ENOENT)
+		writeMsg(c, rep)
+		return
+	}
+	if err := writeMsg(c, reply{PID: pid}); err != nil {
+		killTree(pid)
+		<-done
+		return
+	}
+
+	finished := make(chan struct{})
+	go func() {
+		for {
+			var m control
+			err := readMsg(r, &m)
+			select {
+			case <-finished:
+				return
+			default:
+			}
+			if err != nil || m.Kill {
+				killTree(pid)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	code := <-done
+	close(finished)
+	writeMsg(c, reply{Exit: &code})
+}
+
+// reap collects every child that exits, the commands' and the orphans
+// that were reparented to the agent.
+func (a *agent) reap(sigc chan os.Signal) {
+	for range sigc {
+		for {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+			code := ws.ExitStatus()
+			if ws.Signaled() {
+				code = 128 + int(ws.Signal())
+			}
+			a.mu.Lock()
+			if ch, ok := a.waiters[pid]; ok {
+				delete(a.waiters, pid)
+				ch <- code
+			}
+			a.mu.Unlock()
+		}
+	}
+}
+
+// killTree kills a command and everything it started: its process group
+// and every descendant, found through /proc. Each round stops what it finds
+// (so nothing forks behind our back) and looks again; then all are killed.
+func killTree(root int) {
+	victims := map[int]bool{}
+	for range 8 {
+		added := false
+		parent, group := procTable()
+		for pid := range parent {
+			if victims[pid] {
+				continue
+			}
+			if pid == root || group[pid] == root || isDescendant(pid, root, parent, victims) {
+				victims[pid] = true
+				unix.Kill(pid, unix.SIGSTOP)
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	victims[root] = true
+	for pid := range victims {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	unix.Kill(-root, unix.SIGKILL)
+}
+
+func isDescendant(pid, root int, parent map[int]int, known map[int]bool) bool {
+	for range 64 {
+		pp, ok := parent[pid]
+		if !ok || pp <= 1 {
+			return false
+		}
+		if pp == root || known[pp] {
+			return true
+		}
+		pid = pp
+	}
+	return false
+}
+
+// procTable reads every process's parent and process group from /proc.
+func procTable() (parent, group map[int]int) {
+	parent, group = map[int]int{}, map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command name may hold spaces and parens: fields start after
+		// the last ')'.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		pg, _ := strconv.Atoi(f[2])
+		parent[pid], group[pid] = pp, pg
+	}
+	return parent, group
+}
+
+func mergeEnv(base []string, extra map[string]string) []string {
+	if len(extra) == 0 {
+		return base
+	}
+	out := make([]string, 0, len(base)+len(extra))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := extra[k]; !ok {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range extra {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// lookPath finds a program the way a shell would, using the command's own
+// PATH.
+func lookPath(name string, env []string, dir string) (string, error) {
+	if strings.Contains(name, "/") {
+		p := name
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if err := executable(p); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return p, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, name)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found", name)
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fs.ErrPermission
+	}
+	return nil
+}
+
+// open streams a regular file into the host's pipe, then reports.
+func (a *agent) open(c net.Conn, path string, pipe *os.File) {
+	f, err := os.Open(path)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
+			err = &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+			if !fi.IsDir() {
+				err = &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file")}
+			}
+		}
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		writeMsg(c, errReply(err))
+		return
+	}
+	defer f.Close()
+	if err := writeMsg(c, reply{}); err != nil {
+		return
+	}
+	_, err = io.Copy(pipe, f)
+	pipe.Close()
+	writeMsg(c, errReply(err))
+}
+
+// write streams the host's pipe into a temporary file next to path and
+// renames it into place only when the host says all data was sent, so a
+// failed write never leaves a half-written file.
+func (a *agent) write(c net.Conn, r io.Reader, path string, pipe *os.File) {
+	dir := filepath.Dir(path)
+	err := mkdirAll(dir)
+	if err == nil {
+		if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
+			err = &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR}
+		}
+	}
+	var tmp *os.File
+	if err == nil {
+		tmp, err = os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	}
+	if err != nil {
+		writeMsg(c, errReply(err))
+		return
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	if err := writeMsg(c, reply{}); err != nil {
+		return
+	}
+	if _, err := io.Copy(tmp, pipe); err != nil {
+		pipe.Close() // the host's writes now fail at once
+		writeMsg(c, errReply(err))
+		return
+	}
+	var m control
+	if err := readMsg(r, &m); err != nil || !m.Commit {
+		writeMsg(c, reply{Err: "write aborted by host"})
+		return
+	}
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		writeMsg(c, errReply(err))
+		return
+	}
+	if err := tmp.Close(); err != nil {
+		writeMsg(c, errReply(err))
+		return
+	}
+	writeMsg(c, errReply(os.Rename(tmp.Name(), path)))
+}
+
+func mkdirAll(path string) error {
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		return &fs.PathError{Op: "mkdir", Path: path, Err: syscall.EEXIST}
+	}
+	return os.MkdirAll(path, 0o755)
+}
+
+func removeAll(path string) error {
+	if abs, err := filepath.Abs(path); err == nil && abs == "/" {
+		return &fs.PathError{Op: "remove", Path: path, Err: syscall.EBUSY}
+	}
+	return os.RemoveAll(path)
+}
+
+func readDir(path string) ([]fileStat, error) {
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fileStat, 0, len(ents))
+	for _, e := range ents {
+		st, err := stat(filepath.Join(path, e.Name()), e.Name())
+		if err != nil {
+			continue // vanished meanwhile
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// stat follows symbolic links; a dangling link is described as itself.
+func stat(path, name string) (fileStat, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		var lerr error
+		if fi, lerr = os.Lstat(path); lerr != nil {
+			return fileStat{}, err
+		}
+	}
+	abs, aerr := filepath.Abs(path)
+	if aerr != nil {
+		abs = path
+	}
+	return fileStat{
+		Name:    name,
+		Path:    abs,
+		Dir:     fi.IsDir(),
+		Size:    fi.Size(),
+		Mode:    uint32(fi.Mode().Perm()),
+		ModTime: fi.ModTime().UnixNano(),
+	}, nil
+}

@@ -1,0 +1,197 @@
+// Package local is the embedded compute provider: sandboxes on this
+// machine, isolated by the Linux kernel, with no daemon and no account.
+//
+// A sandbox is one long-lived agent process (this program, re-executed)
+// started in fresh user, mount, pid, network, uts, ipc and cgroup
+// namespaces and mapped to an unprivileged host uid, also when the caller
+// is root. It sees a root built from read-only binds of the host's /usr
+// and an allowlisted /etc, a private tmpfs work dir (/workspace, also
+// HOME) and /tmp, a fresh /proc and a minimal /dev; no network but its own
+// loopback unless asked; a clean environment. Every command and file
+// operation runs inside it, on request: a command costs one message and
+// one fork. Destroy (or the death of the owning process) kills the agent,
+// and with it every process of the sandbox; its files lived in memory and
+// are gone with it.
+//
+// Importing this package installs a hook that runs before main when the
+// program is started as a sandbox agent; programs need no setup call.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/computesdk-go/compute"
+)
+
+// Defaults for Options' zero values.
+const (
+	DefaultTimeout      = 5 * time.Minute
+	DefaultWorkDirSize  = 1 << 30
+	DefaultMaxProcesses = 512
+	DefaultMaxOpenFiles = 1024
+	DefaultMaxFileSize  = 1 << 30
+	// WorkDir is the sandbox's writable work dir, its default working
+	// directory and HOME.
+	WorkDir = "/workspace"
+)
+
+// Provider runs sandboxes on this machine. It is safe for concurrent use.
+// Close it to destroy every sandbox it started.
+type Provider struct {
+	opts Options
+
+	mu        sync.Mutex
+	sandboxes map[string]*sandbox
+	closed    bool
+}
+
+var _ compute.Provider = (*Provider)(nil)
+
+// New returns a local provider. It fails with an error that says why when
+// this machine cannot isolate sandboxes (not Linux, user namespaces
+// disabled); IsolationNone must then be asked for explicitly.
+func New(opts Options) (*Provider, error) {
+	if opts.Isolation == "" {
+		opts.Isolation = IsolationNamespaces
+	}
+	switch opts.Isolation {
+	case IsolationNamespaces, IsolationNone:
+	default:
+		return nil, fmt.Errorf("local: unknown isolation %q (want %q or %q)", opts.Isolation, IsolationNamespaces, IsolationNone)
+	}
+	if opts.Timeout < 0 || opts.WorkDirSize < 0 || opts.MaxProcesses < 0 || opts.MaxOpenFiles < 0 || opts.MaxFileSize < 0 || opts.MaxMemory < 0 {
+		return nil, errors.New("local: negative limit in Options")
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.WorkDirSize == 0 {
+		opts.WorkDirSize = DefaultWorkDirSize
+	}
+	if opts.MaxProcesses == 0 {
+		opts.MaxProcesses = DefaultMaxProcesses
+	}
+	if opts.MaxOpenFiles == 0 {
+		opts.MaxOpenFiles = DefaultMaxOpenFiles
+	}
+	if opts.MaxFileSize == 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if err := checkSupport(opts); err != nil {
+		return nil, err
+	}
+	return &Provider{opts: opts, sandboxes: map[string]*sandbox{}}, nil
+}
+
+// Name returns "local".
+func (p *Provider) Name() string { return "local" }
+
+// Create starts a sandbox.
+func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+	if opts == nil {
+		opts = &compute.CreateOptions{}
+	}
+	id := newID()
+	s, err := startSandbox(ctx, p, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		s.destroy()
+		return nil, errors.New("local: provider is closed")
+	}
+	p.sandboxes[id] = s
+	p.mu.Unlock()
+	return s, nil
+}
+
+// Get returns a live sandbox of this provider by id.
+func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+	p.mu.Lock()
+	s := p.sandboxes[id]
+	p.mu.Unlock()
+	if s == nil {
+		return nil, fmt.Errorf("local: sandbox %q: %w", id, compute.ErrNotFound)
+	}
+	return s, nil
+}
+
+// List returns the live sandboxes, oldest first.
+func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+	p.mu.Lock()
+	list := make([]*sandbox, 0, len(p.sandboxes))
+	for _, s := range p.sandboxes {
+		list = append(list, s)
+	}
+	p.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].created.Before(list[j].created) })
+	out := make([]compute.ProviderSandbox, len(list))
+	for i, s := range list {
+		out[i] = s
+	}
+	return out, nil
+}
+
+// Destroy kills a sandbox's processes and frees its files. Unknown ids are
+// not an error.
+func (p *Provider) Destroy(ctx context.Context, id string) error {
+	p.mu.Lock()
+	s := p.sandboxes[id]
+	delete(p.sandboxes, id)
+	p.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.destroy()
+}
+
+// forget drops a sandbox that ended on its own (lifetime over, agent died).
+func (p *Provider) forget(s *sandbox) {
+	p.mu.Lock()
+	if p.sandboxes[s.id] == s {
+		delete(p.sandboxes, s.id)
+	}
+	p.mu.Unlock()
+}
+
+// Close destroys every sandbox and makes Create fail.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	list := p.sandboxes
+	p.sandboxes = map[string]*sandbox{}
+	p.mu.Unlock()
+	var errs []error
+	for _, s := range list {
+		errs = append(errs, s.destroy())
+	}
+	return errors.Join(errs...)
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return "lsb-" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// baseEnv is the environment every sandboxed command starts from.
+func baseEnv(home string) map[string]string {
+	return map[string]string{
+		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME": home,
+		"LANG": "C.UTF-8",
+		"USER": "root",
+	}
+}

@@ -1,0 +1,35 @@
+//go:build !linux
+
+package local
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+
+	"github.com/computesdk-go/compute"
+)
+
+func checkSupport(Options) error {
+	return errors.New("local: sandboxes need Linux (user namespaces); on " + runtime.GOOS + " use the modal provider or a compute server (remote provider)")
+}
+
+// sandbox is never created off Linux; it exists so the package builds.
+type sandbox struct {
+	id      string
+	created time.Time
+}
+
+func startSandbox(context.Context, *Provider, string, *compute.CreateOptions) (*sandbox, error) {
+	return nil, checkSupport(Options{})
+}
+
+func (s *sandbox) destroy() error { return nil }
+func (s *sandbox) ID() string     { return s.id }
+func (s *sandbox) Info(context.Context) (*compute.Info, error) {
+	return nil, compute.ErrUnsupported
+}
+func (s *sandbox) Start(context.Context, *compute.ExecRequest) (compute.ProviderProcess, error) {
+	return nil, compute.ErrUnsupported
+}

@@ -1,0 +1,45 @@
+package local
+
+import "time"
+
+// Isolation is how a local sandbox is isolated from the host.
+type Isolation string
+
+const (
+	// IsolationNamespaces (the default) runs each sandbox in fresh user,
+	// mount, pid, network, uts, ipc and cgroup namespaces as an
+	// unprivileged host uid, with a root built from read-only binds of the
+	// host system, a private work dir and /tmp.
+	IsolationNamespaces Isolation = "namespaces"
+	// IsolationNone runs commands as plain host processes in a temporary
+	// directory, with a clean environment but no isolation at all. Only
+	// for trusted code, and only when asked for explicitly.
+	IsolationNone Isolation = "none"
+)
+
+// Options configures the local provider. The zero value gives isolated
+// sandboxes with the documented defaults.
+type Options struct {
+	// Isolation defaults to IsolationNamespaces.
+	Isolation Isolation
+	// Timeout is the default sandbox lifetime (5 minutes when zero).
+	Timeout time.Duration
+	// Network is the default network policy when CreateOptions.Network is
+	// empty: false means loopback only, true the host's network.
+	Network bool
+	// WorkDirSize caps the sandbox's writable work dir (a private tmpfs;
+	// 1 GiB when zero). /tmp gets the same cap.
+	WorkDirSize int64
+	// MaxProcesses caps the processes of one sandbox (RLIMIT_NPROC; 512
+	// when zero).
+	MaxProcesses int
+	// MaxOpenFiles caps open files per process (RLIMIT_NOFILE; 1024 when
+	// zero).
+	MaxOpenFiles int
+	// MaxFileSize caps the size of one file a sandbox writes (RLIMIT_FSIZE;
+	// 1 GiB when zero).
+	MaxFileSize int64
+	// MaxMemory caps each process's address space (RLIMIT_AS) when
+	// positive; zero means no cap. cgroup limits come later.
+	MaxMemory int64
+}

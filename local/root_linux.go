@@ -1,0 +1,243 @@
+//go:build linux
+
+package local
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The host's /etc entries a sandbox sees (read-only). An allowlist: host
+// secrets (shadow, ssh keys, sudoers, credentials of installed tools) stay
+// out, whatever else the host keeps there.
+var etcAllow = []string{
+	"alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf",
+	"debian_version", "fonts", "gai.conf", "host.conf", "inputrc",
+	"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime",
+	"magic", "magic.mime", "mime.types", "nsswitch.conf", "os-release",
+	"perl", "profile", "protocols", "python3", "python3.*", "services", "ssl",
+	"timezone", "xdg",
+}
+
+// Top-level host paths bound read-only (or recreated as the same symlink,
+// as /bin -> usr/bin on merged-/usr systems).
+var systemDirs = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}
+
+var devFiles = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+// buildRoot makes the sandbox's root file system on the empty staging
+// directory and pivots into it. It runs in the agent, as root of the
+// sandbox's user namespace, inside its private mount namespace: nothing it
+// mounts is visible to the host.
+func buildRoot(cfg *agentConfig) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	root := cfg.Staging
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=16m,mode=0755"); err != nil {
+		return fmt.Errorf("mount root tmpfs: %w", err)
+	}
+	in := func(p string) string { return filepath.Join(root, p) }
+
+	for _, d := range systemDirs {
+		if err := mirror("/"+d, in(d)); err != nil {
+			return err
+		}
+	}
+
+	// /etc: allowlisted host entries plus generated identity files.
+	if err := os.Mkdir(in("etc"), 0o755); err != nil {
+		return err
+	}
+	for _, pattern := range etcAllow {
+		matches, _ := filepath.Glob("/etc/" + pattern)
+		for _, m := range matches {
+			if err := mirror(m, in(m)); err != nil {
+				return err
+			}
+		}
+	}
+	hostname := cfg.Hostname
+	generated := map[string]string{
+		"passwd":   "root:x:0:0:root:" + cfg.WorkDir + ":/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"group":    "root:x:0:\nnogroup:x:65534:\n",
+		"hostname": hostname + "\n",
+		"hosts":    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
+	}
+	for name, content := range generated {
+		if err := os.WriteFile(in("etc/"+name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	if cfg.Network {
+		if err := mirror("/etc/resolv.conf", in("etc/resolv.conf")); err != nil {
+			return err
+		}
+	}
+
+	// /dev: a tmpfs with the harmless devices bound in.
+	if err := os.Mkdir(in("dev"), 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", in("dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
+		return fmt.Errorf("mount /dev: %w", err)
+	}
+	for _, d := range devFiles {
+		if err := bindFile("/dev/"+d, in("dev/"+d), false); err != nil {
+			return err
+		}
+	}
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		if err := os.Symlink(target, in("dev/"+name)); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(in("dev/shm"), 0o1777); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", in("dev/shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64m,mode=1777"); err != nil {
+		return fmt.Errorf("mount /dev/shm: %w", err)
+	}
+
+	// A /proc of the sandbox's own pid namespace.
+	if err := os.Mkdir(in("proc"), 0o555); err != nil {
+		return err
+	}
+	if err := unix.Mount("proc", in("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+
+	// Writable: /tmp and the work dir, private memory-backed file systems
+	// with a size cap (writing past it fails with ENOSPC inside), or the
+	// caller's persistent directory.
+	size := fmt.Sprintf("size=%d", cfg.TmpSize)
+	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", in("tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"); err != nil {
+		return fmt.Errorf("mount /tmp: %w", err)
+	}
+	work := in(cfg.WorkDir)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	if cfg.Persist != "" {
+		if err := unix.Mount(cfg.Persist, work, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind work dir %s: %w", cfg.Persist, err)
+		}
+	} else if err := unix.Mount("tmpfs", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"); err != nil {
+		return fmt.Errorf("mount work dir: %w", err)
+	}
+
+	// Enter the new root; the host's tree is detached and unreachable.
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach host root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("make root read-only: %w", err)
+	}
+	return nil
+}
+
+// mirror makes dst look like the host's src: the same symlink, or a
+// read-only bind of the directory or file. A missing src is skipped.
+func mirror(src, dst string) error {
+	fi, err := os.Lstat(src)
+	if err != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return os.Symlink(target, dst)
+	case fi.IsDir():
+		if err := os.Mkdir(dst, 0o755); err != nil {
+			return err
+		}
+		return bindReadOnly(src, dst)
+	default:
+		return bindFile(src, dst, true)
+	}
+}
+
+func bindFile(src, dst string, readOnly bool) error {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if !readOnly {
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", src, err)
+		}
+		return nil
+	}
+	return bindReadOnly(src, dst)
+}
+
+// bindReadOnly binds src on dst and remounts it read-only. The remount must
+// repeat the flags the kernel locked on the source mount (nosuid, nodev,
+// noexec, atime) or an unprivileged user namespace gets EPERM.
+func bindReadOnly(src, dst string) error {
+	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dst, &st); err != nil {
+		return err
+	}
+	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID)
+	for _, f := range []struct{ st, ms uintptr }{
+		{unix.ST_NODEV, unix.MS_NODEV},
+		{unix.ST_NOEXEC, unix.MS_NOEXEC},
+		{unix.ST_NOATIME, unix.MS_NOATIME},
+		{unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+		{unix.ST_RELATIME, unix.MS_RELATIME},
+	} {
+		if uintptr(st.Flags)&f.st != 0 {
+			flags |= f.ms
+		}
+	}
+	if err := unix.Mount("", dst, "", flags, ""); err != nil {
+		return fmt.Errorf("make %s read-only: %w", strings.TrimPrefix(src, "/"), err)
+	}
+	return nil
+}
+
+// loopbackUp brings up "lo" in the sandbox's fresh network namespace, so
+// servers and clients inside the sandbox can talk over 127.0.0.1.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}

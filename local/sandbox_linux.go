@@ -1,0 +1,713 @@
+//go:build linux
+
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute"
+)
+
+// outputGrace is how long Wait keeps reading a command's output after it
+// exited, for output still in flight; a background process that inherited
+// the pipes does not hold Wait longer than this.
+const outputGrace = 250 * time.Millisecond
+
+func checkSupport(opts Options) error {
+	if opts.Isolation == IsolationNone {
+		return nil
+	}
+	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
+		return errors.New("local: user namespaces are disabled on this machine (/proc/sys/user/max_user_namespaces is 0); enable them, or use local.Options{Isolation: local.IsolationNone} to run unisolated, trusted code only")
+	}
+	return nil
+}
+
+// sandbox is the host's handle on one agent.
+type sandbox struct {
+	p       *Provider
+	id      string
+	name    string
+	meta    map[string]string
+	runtime compute.Runtime
+	created time.Time
+	timeout time.Duration
+	workDir string // inside the sandbox
+	dir     string // default working directory inside
+
+	agent  *exec.Cmd
+	ctl    *net.UnixConn
+	exited chan struct{} // closed when the agent process has exited
+	timer  *time.Timer
+	// hostDir is a host directory to remove at the end (IsolationNone).
+	hostDir string
+
+	mu        sync.Mutex
+	destroyed bool
+	expired   bool
+}
+
+var _ compute.FileSystemProvider = (*sandbox)(nil)
+
+// hostID picks the unprivileged host uid (and gid) a sandbox runs as. As
+// root we can map any id: each sandbox gets its own, far from real users,
+// so sandboxes cannot signal or share files with each other or anyone.
+// Without root the kernel lets us map only our own uid.
+func hostID() (uid, gid int) {
+	if os.Geteuid() != 0 {
+		return os.Geteuid(), os.Getegid()
+	}
+	id := 1_000_000_000 + rand.IntN(1_000_000_000)
+	return id, id
+}
+
+func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.CreateOptions) (s *sandbox, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = p.opts.Timeout
+	}
+	network := p.opts.Network
+	switch opts.Network {
+	case compute.NetworkNone:
+		network = false
+	case compute.NetworkHost:
+		network = true
+	}
+	isolate := p.opts.Isolation == IsolationNamespaces
+	cfg := agentConfig{
+		Isolate:  isolate,
+		WorkDir:  WorkDir,
+		Network:  network,
+		TmpSize:  p.opts.WorkDirSize,
+		Hostname: "sandbox",
+		Limits: limits{
+			Procs:    uint64(p.opts.MaxProcesses),
+			Files:    uint64(p.opts.MaxOpenFiles),
+			FileSize: uint64(p.opts.MaxFileSize),
+			Memory:   uint64(p.opts.MaxMemory),
+		},
+	}
+	s = &sandbox{
+		p: p, id: id, name: opts.Name, meta: cloneMap(opts.Metadata), runtime: opts.Runtime,
+		created: time.Now(), timeout: timeout, exited: make(chan struct{}),
+	}
+	var cleanups []func()
+	defer func() {
+		if err != nil {
+			for _, f := range cleanups {
+				f()
+			}
+		}
+	}()
+
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if isolate {
+		uid, gid := hostID()
+		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP
+		if !network {
+			attr.Cloneflags |= syscall.CLONE_NEWNET
+		}
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+		attr.GidMappingsEnableSetgroups = os.Geteuid() == 0
+		// Without an explicit credential a root parent would leave the
+		// child's host uid at 0; this makes it uid 0 inside = uid above
+		// outside.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		// The root is built on an empty host directory the agent can
+		// reach; it is removed as soon as the agent has pivoted away.
+		staging, err := os.MkdirTemp("", "compute-root-")
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		cleanups = append(cleanups, func() { os.Remove(staging) })
+		if err := os.Chmod(staging, 0o711); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		cfg.Staging = staging
+		cfg.Dir = WorkDir
+		s.workDir = WorkDir
+	} else {
+		dir, err := os.MkdirTemp("", "compute-sandbox-")
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+		s.hostDir = dir
+		cfg.Dir = dir
+		s.workDir = dir
+	}
+	if opts.Dir != "" {
+		d := opts.Dir
+		if !path.IsAbs(d) {
+			d = path.Join(s.workDir, d)
+		}
+		cfg.Dir = d
+	}
+	s.dir = cfg.Dir
+	cfg.Env = baseEnv(s.workDir)
+	for k, v := range opts.Env {
+		cfg.Env[k] = v
+	}
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("local: socketpair: %w", err)
+	}
+	hostEnd, agentEnd := os.NewFile(uintptr(fds[0]), "control"), os.NewFile(uintptr(fds[1]), "control")
+	defer agentEnd.Close()
+	c, err := net.FileConn(hostEnd)
+	hostEnd.Close()
+	if err != nil {
+		agentEnd.Close()
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	s.ctl = c.(*net.UnixConn)
+	cleanups = append(cleanups, func() { s.ctl.Close() })
+
+	s.agent = &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{agentArg0},
+		Env:         []string{agentEnv},
+		ExtraFiles:  []*os.File{agentEnd},
+		SysProcAttr: attr,
+	}
+	if err := s.agent.Start(); err != nil {
+		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
+	}
+	cleanups = append(cleanups, func() { s.agent.Process.Kill(); <-s.exited })
+	go func() {
+		s.agent.Wait()
+		close(s.exited)
+		s.mu.Lock()
+		gone := s.destroyed
+		s.mu.Unlock()
+		if !gone {
+			p.forget(s)
+		}
+	}()
+
+	// Hand over the configuration and wait for the agent to be ready.
+	b, _ := json.Marshal(cfg)
+	if _, err := s.ctl.Write(b); err != nil {
+		return nil, fmt.Errorf("local: configure sandbox agent: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.ctl.SetReadDeadline(time.Now()) })
+	buf := make([]byte, 1<<16)
+	n, err := s.ctl.Read(buf)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("local: sandbox agent exited during setup (%v)%s", err, startHint(err))
+	}
+	var rep reply
+	if err := json.Unmarshal(buf[:n], &rep); err != nil || !rep.Done {
+		msg := rep.Err
+		if msg == "" {
+			msg = fmt.Sprintf("unexpected reply %q", buf[:n])
+		}
+		return nil, fmt.Errorf("local: sandbox setup failed: %s", msg)
+	}
+	if cfg.Staging != "" {
+		os.Remove(cfg.Staging)
+	}
+	s.timer = time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		s.expired = true
+		s.mu.Unlock()
+		p.Destroy(context.Background(), s.id)
+	})
+	return s, nil
+}
+
+func startHint(err error) string {
+	if errors.Is(err, syscall.EACCES) {
+		return " (the program's executable must be readable and executable by an unprivileged user, as the sandbox runs as one)"
+	}
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+		return " (this machine refused to create namespaces; user namespaces may be restricted here; local.IsolationNone runs without isolation)"
+	}
+	return ""
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *sandbox) ID() string { return s.id }
+
+// destroy kills the agent (the kernel then kills every process in the
+// sandbox's pid namespace, and its mounts and memory file systems go with
+// the last of them) and removes any host directory.
+func (s *sandbox) destroy() error {
+	s.mu.Lock()
+	if s.destroyed {
+		s.mu.Unlock()
+		<-s.exited
+		return nil
+	}
+	s.destroyed = true
+	s.mu.Unlock()
+	s.timer.Stop()
+	if s.hostDir != "" {
+		// IsolationNone: no pid namespace will kill the commands for us.
+		killTree(s.agent.Process.Pid)
+	}
+	s.agent.Process.Kill()
+	<-s.exited
+	s.ctl.Close()
+	if s.hostDir != "" {
+		if err := os.RemoveAll(s.hostDir); err != nil {
+			return fmt.Errorf("local: remove sandbox directory: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *sandbox) status() compute.Status {
+	select {
+	case <-s.exited:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.destroyed || s.expired {
+			return compute.StatusStopped
+		}
+		return compute.StatusError
+	default:
+		return compute.StatusRunning
+	}
+}
+
+func (s *sandbox) Info(ctx context.Context) (*compute.Info, error) {
+	return &compute.Info{
+		ID:        s.id,
+		Provider:  "local",
+		Name:      s.name,
+		Status:    s.status(),
+		Runtime:   s.runtime,
+		CreatedAt: s.created,
+		Timeout:   s.timeout,
+		Metadata:  cloneMap(s.meta),
+	}, nil
+}
+
+func (s *sandbox) stoppedErr() error {
+	return fmt.Errorf("local: sandbox %s: %w", s.id, compute.ErrStopped)
+}
+
+// op is one operation's connection to the agent.
+type op struct {
+	conn *net.UnixConn
+	r    *bufio.Reader
+}
+
+// begin sends the agent a new operation with the given descriptors, then
+// the request, and returns the connection. The descriptors are the
+// agent's: begin closes them here.
+func (s *sandbox) begin(ctx context.Context, req *request, fds ...*os.File) (*op, error) {
+	defer func() {
+		for _, f := range fds {
+			f.Close()
+		}
+	}()
+	select {
+	case <-s.exited:
+		return nil, s.stoppedErr()
+	default:
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("local: socketpair: %w", err)
+	}
+	mine, theirs := os.NewFile(uintptr(pair[0]), "op"), os.NewFile(uintptr(pair[1]), "op")
+	defer theirs.Close()
+	c, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	conn := c.(*net.UnixConn)
+	rights := []int{int(theirs.Fd())}
+	for _, f := range fds {
+		rights = append(rights, int(f.Fd()))
+	}
+	if _, _, err := s.ctl.WriteMsgUnix([]byte{1}, unix.UnixRights(rights...), nil); err != nil {
+		conn.Close()
+		return nil, s.stoppedErr()
+	}
+	if err := writeMsg(conn, req); err != nil {
+		conn.Close()
+		return nil, s.stoppedErr()
+	}
+	return &op{conn: conn, r: bufio.NewReader(conn)}, nil
+}
+
+// reply reads the agent's next reply, giving up when ctx is done.
+func (o *op) reply(ctx context.Context) (*reply, error) {
+	stop := context.AfterFunc(ctx, func() { o.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	var rep reply
+	if err := readMsg(o.r, &rep); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// call runs a request/reply operation.
+func (s *sandbox) call(ctx context.Context, req *request) (*reply, error) {
+	o, err := s.begin(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer o.conn.Close()
+	rep, err := o.reply(ctx)
+	if err != nil {
+		return nil, s.lost(err)
+	}
+	return rep, nil
+}
+
+// lost turns a broken connection into the reason: usually the sandbox died.
+func (s *sandbox) lost(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	select {
+	case <-s.exited:
+		return s.stoppedErr()
+	case <-time.After(50 * time.Millisecond):
+		return fmt.Errorf("local: sandbox %s: lost connection to agent: %w", s.id, err)
+	}
+}
+
+// Start runs a command in the sandbox. Its stdio are pipes whose far ends
+// go straight to the process: output never passes through the agent.
+func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	fds := []*os.File{outW, errW}
+	var inW *os.File
+	if req.Stdin != nil {
+		var inR *os.File
+		if inR, inW, err = os.Pipe(); err != nil {
+			outR.Close()
+			errR.Close()
+			outW.Close()
+			errW.Close()
+			return nil, err
+		}
+		fds = append(fds, inR)
+	}
+	closeMine := func() {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+	}
+	o, err := s.begin(ctx, &request{Op: opExec, Argv: req.Argv, Env: req.Env, Dir: req.Dir, Stdin: req.Stdin != nil}, fds...)
+	if err != nil {
+		closeMine()
+		return nil, err
+	}
+	rep, err := o.reply(ctx)
+	if err == nil && rep.Err != "" {
+		err = errors.New(rep.Err)
+		if rep.NotFound {
+			err = fmt.Errorf("%w: %s", compute.ErrCommandNotFound, rep.Err)
+		} else if rep.Errno != 0 {
+			err = fmt.Errorf("local: %s: %w", rep.Err, syscall.Errno(rep.Errno))
+		}
+	} else if err != nil {
+		err = s.lost(err)
+	}
+	if err != nil {
+		o.conn.Close()
+		closeMine()
+		return nil, err
+	}
+	p := &process{op: o, pid: rep.PID, outR: outR, errR: errR, inW: inW, s: s}
+	p.copies.Add(2)
+	go p.copy(req.Stdout, outR)
+	go p.copy(req.Stderr, errR)
+	if inW != nil {
+		go func() {
+			io.Copy(inW, req.Stdin)
+			inW.Close()
+		}()
+	}
+	return p, nil
+}
+
+type process struct {
+	s          *sandbox
+	op         *op
+	pid        int
+	outR, errR *os.File
+	inW        *os.File
+	copies     sync.WaitGroup
+
+	killMu sync.Mutex
+	ended  bool
+}
+
+func (p *process) copy(w io.Writer, r *os.File) {
+	defer p.copies.Done()
+	io.Copy(w, r)
+}
+
+func (p *process) Wait() (int, error) {
+	rep, err := p.op.reply(context.Background())
+	p.killMu.Lock()
+	p.ended = true
+	p.killMu.Unlock()
+	p.op.conn.Close()
+	if p.inW != nil {
+		p.inW.Close()
+	}
+	done := make(chan struct{})
+	go func() { p.copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(outputGrace):
+		// Something the command started still holds its output open.
+		p.outR.Close()
+		p.errR.Close()
+		<-done
+	}
+	p.outR.Close()
+	p.errR.Close()
+	if err != nil {
+		return -1, p.s.lost(err)
+	}
+	if rep.Exit == nil {
+		return -1, fmt.Errorf("local: sandbox %s: agent sent no exit status", p.s.id)
+	}
+	return *rep.Exit, nil
+}
+
+func (p *process) Kill() error {
+	p.killMu.Lock()
+	defer p.killMu.Unlock()
+	if p.ended {
+		return nil
+	}
+	return writeMsg(p.op.conn, control{Kill: true})
+}
+
+// FileSystem returns the sandbox's native file access.
+func (s *sandbox) FileSystem() compute.ProviderFileSystem { return (*sandboxFS)(s) }
+
+type sandboxFS sandbox
+
+func (f *sandboxFS) s() *sandbox { return (*sandbox)(f) }
+
+// pathErr rebuilds an agent's error as an *fs.PathError; errno values keep
+// errors.Is(err, fs.ErrNotExist) and friends working.
+func pathErr(op, name string, rep *reply) error {
+	if rep.Errno != 0 {
+		return &fs.PathError{Op: op, Path: name, Err: syscall.Errno(rep.Errno)}
+	}
+	return &fs.PathError{Op: op, Path: name, Err: errors.New(rep.Err)}
+}
+
+func (f *sandboxFS) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o, err := f.s().begin(ctx, &request{Op: opOpen, Path: name}, w)
+	if err != nil {
+		r.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	rep, err := o.reply(ctx)
+	if err == nil && rep.Err != "" {
+		err = pathErr("open", name, rep)
+	} else if err != nil {
+		err = &fs.PathError{Op: "open", Path: name, Err: f.s().lost(err)}
+	}
+	if err != nil {
+		o.conn.Close()
+		r.Close()
+		return nil, err
+	}
+	return &fileReader{r: r, op: o, name: name, ctx: ctx}, nil
+}
+
+// fileReader reads a file streamed through a pipe, and at the end checks
+// the agent's verdict so a failed read is never mistaken for a short file.
+type fileReader struct {
+	r    *os.File
+	op   *op
+	name string
+	ctx  context.Context
+	err  error
+}
+
+func (fr *fileReader) Read(b []byte) (int, error) {
+	if fr.err != nil {
+		return 0, fr.err
+	}
+	n, err := fr.r.Read(b)
+	if err == io.EOF {
+		rep, rerr := fr.op.reply(fr.ctx)
+		switch {
+		case rerr != nil:
+			fr.err = &fs.PathError{Op: "read", Path: fr.name, Err: rerr}
+		case rep.Err != "":
+			fr.err = pathErr("read", fr.name, rep)
+		default:
+			fr.err = io.EOF
+		}
+		return n, fr.err
+	}
+	if err != nil {
+		fr.err = err
+	}
+	return n, err
+}
+
+func (fr *fileReader) Close() error {
+	fr.op.conn.Close()
+	return fr.r.Close()
+}
+
+func (f *sandboxFS) WriteFile(ctx context.Context, name string, src io.Reader) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	o, err := f.s().begin(ctx, &request{Op: opWrite, Path: name}, r)
+	if err != nil {
+		return &fs.PathError{Op: "write", Path: name, Err: err}
+	}
+	defer o.conn.Close()
+	rep, err := o.reply(ctx)
+	if err != nil {
+		return &fs.PathError{Op: "write", Path: name, Err: f.s().lost(err)}
+	}
+	if rep.Err != "" {
+		return pathErr("write", name, rep)
+	}
+	stop := context.AfterFunc(ctx, func() { w.SetWriteDeadline(time.Now()) })
+	_, copyErr := io.Copy(w, src)
+	stop()
+	w.Close()
+	if copyErr != nil && ctx.Err() != nil {
+		copyErr = ctx.Err()
+	}
+	// On a failed copy the agent discards the temporary file.
+	if err := writeMsg(o.conn, control{Commit: copyErr == nil}); err != nil && copyErr == nil {
+		copyErr = err
+	}
+	rep, err = o.reply(ctx)
+	switch {
+	case err == nil && rep.Err != "" && (copyErr == nil || errors.Is(copyErr, syscall.EPIPE)):
+		// The agent's reason (say, ENOSPC) beats our broken pipe.
+		return pathErr("write", name, rep)
+	case copyErr != nil:
+		return &fs.PathError{Op: "write", Path: name, Err: copyErr}
+	case err != nil:
+		return &fs.PathError{Op: "write", Path: name, Err: f.s().lost(err)}
+	}
+	return nil
+}
+
+func (f *sandboxFS) simple(ctx context.Context, opName, name string, req *request) (*reply, error) {
+	rep, err := f.s().call(ctx, req)
+	if err != nil {
+		return nil, &fs.PathError{Op: opName, Path: name, Err: err}
+	}
+	if rep.Err != "" {
+		return nil, pathErr(opName, name, rep)
+	}
+	return rep, nil
+}
+
+func (f *sandboxFS) MkdirAll(ctx context.Context, name string) error {
+	_, err := f.simple(ctx, "mkdir", name, &request{Op: opMkdir, Path: name})
+	return err
+}
+
+func (f *sandboxFS) RemoveAll(ctx context.Context, name string) error {
+	_, err := f.simple(ctx, "remove", name, &request{Op: opRemove, Path: name})
+	return err
+}
+
+func toInfo(st fileStat) compute.FileInfo {
+	return compute.FileInfo{
+		Name: st.Name, Path: st.Path, IsDir: st.Dir, Size: st.Size, Mode: st.Mode,
+		ModTime: time.Unix(0, st.ModTime),
+	}
+}
+
+func (f *sandboxFS) ReadDir(ctx context.Context, name string) ([]compute.FileInfo, error) {
+	rep, err := f.simple(ctx, "readdir", name, &request{Op: opReadDir, Path: name})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]compute.FileInfo, 0, len(rep.Files))
+	for _, st := range rep.Files {
+		if st.Name == "." || st.Name == ".." || st.Name == "" {
+			continue
+		}
+		out = append(out, toInfo(st))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (f *sandboxFS) Stat(ctx context.Context, name string) (*compute.FileInfo, error) {
+	rep, err := f.simple(ctx, "stat", name, &request{Op: opStat, Path: name})
+	if err != nil {
+		return nil, err
+	}
+	if len(rep.Files) != 1 {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: errors.New("malformed reply from sandbox")}
+	}
+	fi := toInfo(rep.Files[0])
+	return &fi, nil
+}
