@@ -47,7 +47,11 @@ type agent struct {
 }
 
 func runAgent() int {
-	ctl, err := net.FileConn(os.NewFile(agentFD, "control"))
+	// FileConn dups the descriptor close-on-exec; the inherited one must
+	// go, or every sandboxed process would hold the control socket.
+	f := os.NewFile(agentFD, "control")
+	ctl, err := net.FileConn(f)
+	f.Close()
 	if err != nil {
 		return 3
 	}
@@ -125,7 +129,7 @@ func (a *agent) setup() error {
 	}
 	// Whatever descriptors the agent inherited beyond its control socket
 	// must never reach sandboxed code.
-	unix.CloseRange(agentFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	unix.CloseRange(agentFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 
 	for k, v := range cfg.Env {
 		a.env = append(a.env, k+"="+v)

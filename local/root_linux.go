@@ -56,7 +56,7 @@ func buildRoot(cfg *agentConfig) error {
 	for _, pattern := range etcAllow {
 		matches, _ := filepath.Glob("/etc/" + pattern)
 		for _, m := range matches {
-			if err := mirror(m, in(m)); err != nil {
+			if err := mirrorEtc(m, in(m)); err != nil {
 				return err
 			}
 		}
@@ -177,6 +177,22 @@ func mirror(src, dst string) error {
 	default:
 		return bindFile(src, dst, true)
 	}
+}
+
+// mirrorEtc is mirror for /etc entries: small regular files are copied
+// into the root's tmpfs instead of bound, which is several times cheaper
+// than a bind plus a read-only remount, and just as read-only once the
+// root is remounted.
+func mirrorEtc(src, dst string) error {
+	fi, err := os.Lstat(src)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return mirror(src, dst)
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return nil // unreadable for the sandbox's uid: leave it out
+	}
+	return os.WriteFile(dst, data, fi.Mode().Perm())
 }
 
 func bindFile(src, dst string, readOnly bool) error {

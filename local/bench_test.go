@@ -1,0 +1,147 @@
+//go:build linux
+
+package local_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/local"
+)
+
+// Each benchmark has a "sandbox" and a "host" variant doing the same work,
+// the host one with plain os/exec and os files, so the sandbox's overhead
+// reads as a ratio:
+//
+//	go test ./local -run '^$' -bench . -benchtime 200x
+
+var cleanEnv = []string{"PATH=/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8"}
+
+func benchProvider(b *testing.B, opts local.Options) *compute.Compute {
+	p, err := local.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return compute.New(compute.Config{Provider: p})
+}
+
+func benchSandbox(b *testing.B) *compute.Sandbox {
+	sb, err := benchProvider(b, local.Options{}).Create(context.Background(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sb
+}
+
+func hostRun(b *testing.B, argv ...string) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = cleanEnv
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		b.Fatal(err, out.String())
+	}
+}
+
+// Time to interactive: create a sandbox and get the output of a first
+// echo (destroy excluded).
+func BenchmarkTimeToInteractive(b *testing.B) {
+	ctx := context.Background()
+	b.Run("sandbox", func(b *testing.B) {
+		c := benchProvider(b, local.Options{})
+		for b.Loop() {
+			sb, err := c.Create(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+				b.Fatal(res, err)
+			}
+			b.StopTimer()
+			sb.Destroy(ctx)
+			b.StartTimer()
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		for b.Loop() {
+			hostRun(b, "/bin/echo", "hi")
+		}
+	})
+}
+
+// Exec round trip of `true` in a running sandbox.
+func BenchmarkExecTrue(b *testing.B) {
+	ctx := context.Background()
+	b.Run("sandbox", func(b *testing.B) {
+		sb := benchSandbox(b)
+		for b.Loop() {
+			if res, err := sb.RunCommand(ctx, "/bin/true"); err != nil || res.ExitCode != 0 {
+				b.Fatal(res, err)
+			}
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		for b.Loop() {
+			hostRun(b, "/bin/true")
+		}
+	})
+}
+
+// RunCode python `print(1)`.
+func BenchmarkRunCodePython(b *testing.B) {
+	ctx := context.Background()
+	b.Run("sandbox", func(b *testing.B) {
+		sb := benchSandbox(b)
+		opts := &compute.CodeOptions{Runtime: compute.Python}
+		for b.Loop() {
+			if res, err := sb.RunCode(ctx, "print(1)", opts); err != nil || res.Stdout != "1\n" {
+				b.Fatal(res, err)
+			}
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		for b.Loop() {
+			hostRun(b, "/usr/bin/python3", "-c", "print(1)")
+		}
+	})
+}
+
+// WriteFile then ReadFile of 1 MiB.
+func BenchmarkFileRoundTrip1MiB(b *testing.B) {
+	ctx := context.Background()
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	b.Run("sandbox", func(b *testing.B) {
+		fsys := benchSandbox(b).Filesystem()
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := fsys.WriteFile(ctx, "f.bin", data); err != nil {
+				b.Fatal(err)
+			}
+			got, err := fsys.ReadFile(ctx, "f.bin")
+			if err != nil || len(got) != len(data) {
+				b.Fatal(len(got), err)
+			}
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		name := filepath.Join(b.TempDir(), "f.bin")
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			if err := os.WriteFile(name, data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			got, err := os.ReadFile(name)
+			if err != nil || len(got) != len(data) {
+				b.Fatal(len(got), err)
+			}
+		}
+	})
+}
