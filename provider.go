@@ -157,6 +157,10 @@ type Info struct {
 	// Timeout is the sandbox's lifetime from CreatedAt.
 	Timeout  time.Duration
 	Metadata map[string]string
+	// Limits says, one entry each, which limits and confinement the
+	// provider enforces on this sandbox and how ("memory 512 MiB (cgroup
+	// v1)", "seccomp (...)"). Empty when the provider does not say.
+	Limits []string
 }
 
 // FileInfo describes a file in a sandbox.

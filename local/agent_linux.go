@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,7 +44,7 @@ type agent struct {
 
 	mu      sync.Mutex
 	waiters map[int]chan int // pid -> exit code, for commands being run
-	exited  map[int]int      // reaped before anyone waited
+	spawn   chan spawnRequest
 }
 
 func runAgent() int {
@@ -56,7 +57,7 @@ func runAgent() int {
 		return 3
 	}
 	uc := ctl.(*net.UnixConn)
-	a := &agent{waiters: map[int]chan int{}, exited: map[int]int{}}
+	a := &agent{waiters: map[int]chan int{}}
 	buf := make([]byte, 1<<16)
 	n, _, _, _, err := uc.ReadMsgUnix(buf, nil)
 	if err != nil {
@@ -65,12 +66,13 @@ func runAgent() int {
 	if err := json.Unmarshal(buf[:n], &a.cfg); err != nil {
 		return 3
 	}
-	if err := a.setup(); err != nil {
+	enforced, err := a.setup()
+	if err != nil {
 		b, _ := json.Marshal(reply{Err: err.Error()})
 		uc.Write(b)
 		return 1
 	}
-	b, _ := json.Marshal(reply{Done: true})
+	b, _ := json.Marshal(reply{Done: true, Enforced: enforced})
 	if _, err := uc.Write(b); err != nil {
 		return 1
 	}
@@ -78,7 +80,7 @@ func runAgent() int {
 	return 0
 }
 
-func (a *agent) setup() error {
+func (a *agent) setup() (enforced []string, err error) {
 	cfg := &a.cfg
 	// Take over reaping before anything is started: the agent is the
 	// sandbox's pid 1, so orphans are ours to reap too.
@@ -88,16 +90,16 @@ func (a *agent) setup() error {
 
 	if cfg.Isolate {
 		if err := buildRoot(cfg); err != nil {
-			return err
+			return nil, err
 		}
 		if cfg.Hostname != "" {
 			if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-				return fmt.Errorf("sethostname: %w", err)
+				return nil, fmt.Errorf("sethostname: %w", err)
 			}
 		}
 		if !cfg.Network {
 			if err := loopbackUp(); err != nil {
-				return fmt.Errorf("bring up loopback: %w", err)
+				return nil, fmt.Errorf("bring up loopback: %w", err)
 			}
 		}
 	} else {
@@ -105,10 +107,10 @@ func (a *agent) setup() error {
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return fmt.Errorf("working directory: %w", err)
+		return nil, fmt.Errorf("working directory: %w", err)
 	}
 	if err := os.Chdir(cfg.Dir); err != nil {
-		return fmt.Errorf("working directory: %w", err)
+		return nil, fmt.Errorf("working directory: %w", err)
 	}
 	for _, l := range []struct {
 		res int
@@ -124,7 +126,7 @@ func (a *agent) setup() error {
 			continue
 		}
 		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.v, Max: l.v}); err != nil {
-			return fmt.Errorf("setrlimit %d: %w", l.res, err)
+			return nil, fmt.Errorf("setrlimit %d: %w", l.res, err)
 		}
 	}
 	// Whatever descriptors the agent inherited beyond its control socket
@@ -135,7 +137,52 @@ func (a *agent) setup() error {
 		a.env = append(a.env, k+"="+v)
 	}
 	sort.Strings(a.env)
-	return nil
+	return a.startSpawner(cfg.Isolate)
+}
+
+// spawnRequest asks the spawner thread to fork and exec a command.
+type spawnRequest struct {
+	path  string
+	argv  []string
+	attr  *syscall.ProcAttr
+	reply chan spawnResult
+}
+
+type spawnResult struct {
+	pid int
+	err error
+}
+
+// startSpawner starts the one goroutine, locked to its own OS thread, that
+// forks every sandboxed process. With isolate, that thread is confined
+// first (confineThread) and children inherit exactly its credentials. The
+// goroutine never unlocks its thread, so the Go runtime never hands the
+// confined thread to other goroutines (and creates new threads from an
+// unconfined template thread).
+func (a *agent) startSpawner(isolate bool) ([]string, error) {
+	a.spawn = make(chan spawnRequest)
+	type ready struct {
+		enforced []string
+		err      error
+	}
+	readyc := make(chan ready)
+	go func() {
+		runtime.LockOSThread()
+		var r ready
+		if isolate {
+			r.enforced, r.err = confineThread()
+		}
+		readyc <- r
+		if r.err != nil {
+			return // exits locked: the runtime discards the thread
+		}
+		for req := range a.spawn {
+			pid, err := syscall.ForkExec(req.path, req.argv, req.attr)
+			req.reply <- spawnResult{pid, err}
+		}
+	}()
+	r := <-readyc
+	return r.enforced, r.err
 }
 
 // serve receives operations until the host goes away; then the agent
@@ -289,22 +336,22 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		return
 	}
 
+	// mu is held from fork to registration so the reaper, which needs mu
+	// to deliver an exit, cannot lose a command that exits at once.
 	a.mu.Lock()
-	pid, err := syscall.ForkExec(path, req.Argv, &syscall.ProcAttr{
+	res := make(chan spawnResult, 1)
+	a.spawn <- spawnRequest{path: path, argv: req.Argv, reply: res, attr: &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
-	})
+	}}
+	sr := <-res
+	pid, err := sr.pid, sr.err
 	var done chan int
 	if err == nil {
 		done = make(chan int, 1)
-		if code, ok := a.exited[pid]; ok { // cannot happen while we hold mu, kept for safety
-			delete(a.exited, pid)
-			done <- code
-		} else {
-			a.waiters[pid] = done
-		}
+		a.waiters[pid] = done
 	}
 	a.mu.Unlock()
 	// The command holds the pipes now; our copies must go so the host sees

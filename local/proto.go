@@ -78,6 +78,7 @@ type reply struct {
 	Exit     *int       `json:"exit,omitempty"`
 	Files    []fileStat `json:"files,omitempty"`
 	Done     bool       `json:"done,omitempty"`
+	Enforced []string   `json:"enforced,omitempty"` // setup: confinement in force
 }
 
 // control is a message from host to agent during an operation.

@@ -37,8 +37,11 @@ func buildRoot(cfg *agentConfig) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
+	// The root itself is a private tmpfs, writable like a container's root
+	// (programs create /app and the like); the host's system is bound into
+	// it read-only.
 	root := cfg.Staging
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=16m,mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", cfg.TmpSize)); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
 	in := func(p string) string { return filepath.Join(root, p) }
@@ -143,13 +146,7 @@ func buildRoot(cfg *agentConfig) error {
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach host root: %w", err)
 	}
-	if err := unix.Chdir("/"); err != nil {
-		return err
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("make root read-only: %w", err)
-	}
-	return nil
+	return unix.Chdir("/")
 }
 
 // mirror makes dst look like the host's src: the same symlink, or a

@@ -59,6 +59,8 @@ type sandbox struct {
 	// hostDir is a host directory to remove at the end (IsolationNone).
 	hostDir string
 
+	limits []string // what the sandbox enforces, for Info
+
 	mu        sync.Mutex
 	destroyed bool
 	expired   bool
@@ -234,6 +236,7 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 	if cfg.Staging != "" {
 		os.Remove(cfg.Staging)
 	}
+	s.limits = append(s.limits, rep.Enforced...)
 	s.timer = time.AfterFunc(timeout, func() {
 		s.mu.Lock()
 		s.expired = true
@@ -318,6 +321,7 @@ func (s *sandbox) Info(ctx context.Context) (*compute.Info, error) {
 		CreatedAt: s.created,
 		Timeout:   s.timeout,
 		Metadata:  cloneMap(s.meta),
+		Limits:    append([]string(nil), s.limits...),
 	}, nil
 }
 

@@ -1,0 +1,215 @@
+//go:build linux
+
+package local
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/landlock-lsm/go-landlock/landlock"
+	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// deniedSyscalls are refused (EPERM) to every sandboxed process. Sandboxed code never needs them, and
+// each is either a way out of the sandbox's namespaces or kernel attack
+// surface that has produced privilege escalations:
+//
+//   - mount, umount2, pivot_root, chroot, fsopen, fsmount, fsconfig, fspick,
+//     open_tree, move_mount, mount_setattr: change what the sandbox sees;
+//   - unshare, setns: new namespaces (user namespaces unlock much of the
+//     kernel to unprivileged code); clone with namespace flags is refused
+//     below, and clone3, whose flags cannot be inspected, answers ENOSYS
+//     so libc falls back to clone;
+//   - ptrace, process_vm_readv, process_vm_writev, kcmp: reading or steering
+//     other processes (the agent is one);
+//   - kexec_load, kexec_file_load, init_module, finit_module, delete_module,
+//     reboot, swapon, swapoff, acct, quotactl, syslog, vhangup, iopl,
+//     ioperm: host administration;
+//   - bpf, perf_event_open, userfaultfd, io_uring_setup, io_uring_enter,
+//     io_uring_register, keyctl, add_key, request_key: large attack surface
+//     behind many kernel CVEs, unused by ordinary programs;
+//   - clock_settime, clock_adjtime, settimeofday, adjtimex: the host's clock;
+//   - open_by_handle_at, name_to_handle_at: file handles bypass the
+//     sandbox's root (the "shocker" escape);
+//   - ioctl(TIOCSTI, TIOCLINUX): typing into a terminal outside.
+var deniedSyscalls = []string{
+	"mount", "umount2", "pivot_root", "chroot", "fsopen", "fsmount", "fsconfig",
+	"fspick", "open_tree", "move_mount", "mount_setattr",
+	"unshare", "setns",
+	"ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
+	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+	"reboot", "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup", "iopl", "ioperm",
+	"bpf", "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter",
+	"io_uring_register", "keyctl", "add_key", "request_key",
+	"clock_settime", "clock_adjtime", "settimeofday", "adjtimex",
+	"open_by_handle_at", "name_to_handle_at",
+}
+
+// namespaceFlags are the clone flags that create namespaces.
+const namespaceFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET |
+	unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
+
+// confineThread locks down the calling OS thread, the agent's spawner,
+// from which every sandboxed process is forked and so inherits exactly
+// these credentials. Capabilities, securebits, no_new_privs, a Landlock
+// domain and seccomp filters are all per-thread attributes, so the
+// agent's other threads keep what they need to manage the sandbox while
+// nothing it starts gets any of it. The caller must hold the thread
+// (runtime.LockOSThread) for good. It returns what it enforced, for Info;
+// what the kernel lacks (Landlock, seccomp) is reported, not fatal.
+func confineThread() (enforced []string, err error) {
+	// Capabilities: root of the sandbox's user namespace keeps none and
+	// cannot regain them by exec (securebits), so sandboxed code cannot
+	// remount, mknod or use any privilege of its namespace.
+	if err := unix.Prctl(unix.PR_SET_SECUREBITS,
+		secbitNoRoot|secbitNoRootLocked|secbitNoSetuidFixup|secbitNoSetuidFixupLocked|
+			secbitKeepCapsLocked|secbitNoCapAmbientRaise|secbitNoCapAmbientRaiseLocked, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("securebits: %w", err)
+	}
+	for c := 0; c <= lastCap(); c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != syscall.EINVAL {
+			return nil, fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("no_new_privs: %w", err)
+	}
+	enforced = append(enforced, "no_new_privs")
+
+	// Landlock (best effort): no device nodes anywhere, no signals to and
+	// no abstract unix sockets of processes outside the sandbox (which
+	// matters when the sandbox shares the host's network namespace). File
+	// read-only-ness comes from the mounts: the root stays writable so that
+	// programs can create /app and the like, as on cloud sandboxes.
+	fd, flags, err := landlock.MustConfig(
+		landlock.AccessFSSet(llsys.AccessFSMakeChar|llsys.AccessFSMakeBlock),
+		landlock.ScopedSet(llsys.ScopeAbstractUnixSocket|llsys.ScopeSignal),
+	).BestEffort().NewRulesetFD()
+	if err != nil {
+		return nil, fmt.Errorf("landlock: %w", err)
+	}
+	if fd >= 0 {
+		err := llsys.LandlockRestrictSelf(fd, flags)
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("landlock: %w", err)
+		}
+		abi, _ := llsys.LandlockGetABIVersion()
+		enforced = append(enforced, fmt.Sprintf("landlock ABI v%d (no device nodes; signals and abstract sockets scoped to the sandbox)", abi))
+	}
+
+	// seccomp: a deny-list, for this thread and what it forks.
+	if seccomp.Supported() {
+		if err := loadSeccomp(); err != nil {
+			return nil, fmt.Errorf("seccomp: %w", err)
+		}
+		enforced = append(enforced, fmt.Sprintf("seccomp (%d syscalls denied, namespace clone flags denied, foreign ABIs denied)", len(deniedSyscalls)))
+	}
+
+	// Last, empty the effective, permitted and inheritable sets.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return nil, fmt.Errorf("drop capabilities: %w", err)
+	}
+	enforced = append(enforced, "capabilities: none")
+	return enforced, nil
+}
+
+const (
+	secbitNoRoot                  = 1 << 0
+	secbitNoRootLocked            = 1 << 1
+	secbitNoSetuidFixup           = 1 << 2
+	secbitNoSetuidFixupLocked     = 1 << 3
+	secbitKeepCapsLocked          = 1 << 5
+	secbitNoCapAmbientRaise       = 1 << 6
+	secbitNoCapAmbientRaiseLocked = 1 << 7
+)
+
+func lastCap() int {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return n
+		}
+	}
+	return 40
+}
+
+func loadSeccomp() error {
+	errno := seccomp.ActionErrno // EPERM
+	groups := []seccomp.SyscallGroup{{Action: errno, Names: deniedSyscalls}}
+	var conds []seccomp.NameWithConditions
+	for _, bit := range []uint64{
+		unix.CLONE_NEWUSER, unix.CLONE_NEWNS, unix.CLONE_NEWPID, unix.CLONE_NEWNET,
+		unix.CLONE_NEWUTS, unix.CLONE_NEWIPC, unix.CLONE_NEWCGROUP, unix.CLONE_NEWTIME,
+	} {
+		conds = append(conds, seccomp.NameWithConditions{Name: "clone", Conditions: seccomp.ArgumentConditions{
+			{Argument: 0, Operation: seccomp.BitsSet, Value: bit},
+		}})
+	}
+	for _, req := range []uint64{unix.TIOCSTI, unix.TIOCLINUX} {
+		conds = append(conds, seccomp.NameWithConditions{Name: "ioctl", Conditions: seccomp.ArgumentConditions{
+			{Argument: 1, Operation: seccomp.Equal, Value: req},
+		}})
+	}
+	groups = append(groups, seccomp.SyscallGroup{Action: errno, NamesWithCondtions: conds})
+	// clone3 passes its flags in memory, out of a filter's reach: answer
+	// ENOSYS and libc falls back to clone, which is checked above.
+	groups = append(groups, seccomp.SyscallGroup{Action: seccomp.ActionErrno | 38, Names: []string{"clone3"}})
+
+	filter := seccomp.Filter{
+		NoNewPrivs: true,
+		Policy:     seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: groups},
+	}
+	if err := seccomp.LoadFilter(filter); err != nil {
+		return err
+	}
+	return loadArchFilter()
+}
+
+// loadArchFilter refuses system calls made through any ABI but the native
+// one (on amd64: the i386 int 0x80 entry), whose numbers the deny-list
+// above does not cover.
+func loadArchFilter() error {
+	native, ok := nativeAuditArch[runtime.GOARCH]
+	if !ok {
+		return nil
+	}
+	prog, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: native, SkipTrue: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
+	})
+	if err != nil {
+		return err
+	}
+	filters := make([]unix.SockFilter, len(prog))
+	for i, in := range prog {
+		filters[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(filters)
+	if e != 0 {
+		return fmt.Errorf("arch filter: %w", e)
+	}
+	return nil
+}
+
+var nativeAuditArch = map[string]uint32{
+	"amd64": unix.AUDIT_ARCH_X86_64,
+	"arm64": unix.AUDIT_ARCH_AARCH64,
+}
