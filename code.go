@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 )
@@ -23,8 +24,15 @@ type CodeOptions struct {
 	// Runtime picks the interpreter; empty means the sandbox's default
 	// runtime, else DetectRuntime.
 	Runtime Runtime
+	// Args are the program's arguments (sys.argv[1:] in Python,
+	// process.argv.slice(2) in Node).
+	Args []string
 	RunOptions
 }
+
+// classifyBytes is how much of stderr RunCode keeps for itself to tell a
+// syntax error from a runtime one, whatever RunOptions.MaxOutput says.
+const classifyBytes = 64 << 10
 
 // maxArgCode is the largest program passed as an argument (-c / -e); Linux
 // refuses single arguments over 128 KiB. Larger programs go on stdin.
@@ -68,18 +76,40 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 		argv = argv[:2]
 		ro.Stdin = strings.NewReader(code)
 	}
+	if len(opts.Args) > 0 {
+		if rt == Node && argv[1] == "-e" {
+			// "--" ends node's options; "-" stands where the script name
+			// would be, so process.argv reads the same as with code on
+			// stdin: [node, "-", args...].
+			argv = append(argv, "--", "-")
+		}
+		argv = append(argv, opts.Args...)
+	}
 	if ro.Background {
 		return nil, errors.New("compute: RunCode does not run in the background; use Start with python3 or node")
 	}
-	res, err := s.Run(ctx, argv, &ro)
-	if res != nil {
-		res.Runtime = rt
-		if res.ExitCode == ExitCodeNotFound && err == nil && strings.Contains(res.Stderr, "command not found") {
-			return res, fmt.Errorf("compute: runtime %s is not installed in this sandbox (%s not found): %w", rt, argv[0], ErrUnsupported)
-		}
+	// Classification reads stderr, which the caller may be streaming away
+	// uncaptured: keep the start of it here.
+	head := &cappedBuffer{max: classifyBytes}
+	if ro.Stderr != nil {
+		ro.Stderr = io.MultiWriter(ro.Stderr, head)
+	} else if ro.MaxOutput < 0 {
+		ro.Stderr = head
 	}
-	if err == nil && res.ExitCode != 0 && isSyntaxError(rt, res.Stderr) {
-		return res, &SyntaxError{Runtime: rt, Message: res.Stderr, Result: res}
+	res, err := s.Run(ctx, argv, &ro)
+	if res == nil {
+		return nil, err
+	}
+	res.Runtime = rt
+	stderr := res.Stderr
+	if head.buf.Len() > 0 {
+		stderr = head.String()
+	}
+	if res.ExitCode == ExitCodeNotFound && err == nil && strings.Contains(stderr, "command not found") {
+		return res, fmt.Errorf("compute: runtime %s is not installed in this sandbox (%s not found): %w", rt, argv[0], ErrUnsupported)
+	}
+	if err == nil && res.ExitCode != 0 && isSyntaxError(rt, stderr) {
+		return res, &SyntaxError{Runtime: rt, Message: stderr, Result: res}
 	}
 	return res, err
 }
@@ -100,7 +130,9 @@ func isSyntaxError(rt Runtime, stderr string) bool {
 
 var (
 	pySyntax      = regexp.MustCompile(`(?m)^(SyntaxError|IndentationError|TabError)\b`)
-	nodeUserFrame = regexp.MustCompile(`(?m)^\s+at .*\[(eval|stdin)\]`)
+	// A frame in the user's code: "at f ([eval]:1:20)", "at [stdin]:1:36";
+	// not node's own "[eval]-wrapper" frames.
+	nodeUserFrame = regexp.MustCompile(`(?m)^\s+at .*\[(eval|stdin)\]:\d`)
 )
 
 // Markers that DetectRuntime counts, after removing string literals.

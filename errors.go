@@ -42,7 +42,8 @@ const (
 // code before running any of it.
 type SyntaxError struct {
 	Runtime Runtime
-	// Message is the interpreter's own report, as it printed it.
+	// Message is the interpreter's own report, as it printed it (already
+	// written to RunOptions.Stderr too, when that was set).
 	Message string
 	// Result is the run that produced the error.
 	Result *Result

@@ -1,0 +1,211 @@
+// Command compute runs code and commands in fresh sandboxes.
+//
+//	compute run hello.py
+//	compute run -c 'console.log(1 + 1)'
+//	compute exec --env NAME=world -- sh -c 'echo hello $NAME'
+//
+// Each invocation creates one sandbox, runs one program in it with its
+// output streamed to this terminal, destroys the sandbox and exits with the
+// program's exit code. See "compute --help".
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	// Nothing runs before this point but package init functions: package
+	// local's init turns this binary into a sandbox agent when it is
+	// re-executed as one.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default behaviour so that a
+		// second Ctrl-C kills the CLI at once.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes of the CLI itself; a program's own exit code is passed
+// through unchanged.
+const (
+	exitFailure     = 1   // the CLI failed (sandbox could not start, ...)
+	exitUsage       = 2   // bad flags or arguments
+	exitTimeout     = 124 // --timeout killed the program (as timeout(1))
+	exitNotFound    = 127 // the command does not exist in the sandbox
+	exitInterrupted = 130 // Ctrl-C or SIGTERM (128 + SIGINT)
+)
+
+// run is the whole CLI: it parses args (without the program name), runs
+// the command and returns the exit code. Everything it prints goes to
+// stdout and stderr; it reads stdin only when asked to (run -, --stdin).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, providers: defaultProviders}
+	return a.main(ctx, args)
+}
+
+// app holds the CLI's streams and the providers it can use.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	providers      map[string]providerFactory
+}
+
+// exitStatus is returned by a command that has already reported what
+// happened and only needs the CLI to exit with this code.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// usageError is a bad flag or argument: reported with a pointer to --help
+// and exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// failure is an error from a command's own work (not from parsing): exit
+// code 1.
+type failure struct{ err error }
+
+func (e *failure) Error() string { return e.err.Error() }
+func (e *failure) Unwrap() error { return e.err }
+
+// runE adapts a command's function so that its plain errors are failures
+// (exit 1), which tells them from cobra's own parse errors (exit 2).
+func runE(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := fn(cmd, args)
+		var es exitStatus
+		var ue *usageError
+		if err == nil || errors.As(err, &es) || errors.As(err, &ue) {
+			return err
+		}
+		return &failure{err}
+	}
+}
+
+func (a *app) main(ctx context.Context, args []string) int {
+	root := a.rootCommand()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return 0
+	}
+	var es exitStatus
+	var f *failure
+	switch {
+	case errors.As(err, &es):
+		return int(es)
+	case errors.As(err, &f):
+		a.errorf("%v", f.err)
+		return exitFailure
+	default:
+		// Flag and argument errors from cobra, unknown commands, and our
+		// own usageErrors.
+		a.errorf("%v", err)
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(a.stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		return exitUsage
+	}
+}
+
+// errorf prints "compute: message" to stderr, without doubling the prefix
+// that errors from package compute already carry.
+func (a *app) errorf(format string, args ...any) {
+	msg := strings.TrimPrefix(fmt.Sprintf(format, args...), "compute: ")
+	fmt.Fprintf(a.stderr, "compute: %s\n", msg)
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "compute",
+		Short: "Run untrusted code in sandboxes",
+		Long: `compute runs code and commands in fresh sandboxes.
+
+Each invocation creates one sandbox, runs one program in it with its output
+streamed here as it comes, destroys the sandbox, and exits with the
+program's exit code. The sandbox has no network unless --network is given,
+and none of this machine's environment variables.
+
+Exit codes: the program's own; 1 for a syntax error (as python3 and node
+do) or when the sandbox itself failed; 2 for usage errors; 124 when
+--timeout killed the program; 127 when the command was not found; 130 when
+interrupted.`,
+		Example: `  compute run hello.py
+  compute run -c 'print(2 ** 100)'
+  compute exec -- ls -la /
+  compute version`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// No shell-completion command: it is not needed yet.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{msg: err.Error()}
+	})
+	root.AddCommand(a.runCommand(), a.execCommand(), a.versionCommand())
+	return root
+}
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of compute",
+		Long: `Print the version of compute: the module version it was built from
+("(devel)" for a build from a checkout), the VCS revision when known, the
+Go version and the platform.`,
+		Example: `  compute version`,
+		Args:    cobra.NoArgs,
+		RunE: runE(func(*cobra.Command, []string) error {
+			fmt.Fprintln(a.stdout, versionString())
+			return nil
+		}),
+	}
+}
+
+// versionString is "compute VERSION [REVISION] GOVERSION OS/ARCH".
+func versionString() string {
+	version, rev := "(unknown)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = s.Value
+				if len(rev) > 12 {
+					rev = rev[:12]
+				}
+			}
+		}
+	}
+	parts := []string{"compute", version}
+	if rev != "" {
+		parts = append(parts, rev)
+	}
+	parts = append(parts, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/local"
+)
+
+// provider is a compute.Provider the CLI owns: Close destroys whatever
+// sandboxes it still has.
+type provider interface {
+	compute.Provider
+	io.Closer
+}
+
+// providerOptions are the CLI flags that configure a provider itself
+// rather than one sandbox.
+type providerOptions struct {
+	// isolation is the local provider's isolation ("namespaces" or "none").
+	isolation string
+}
+
+// providerFactory starts a provider for one CLI invocation.
+type providerFactory func(providerOptions) (provider, error)
+
+// defaultProviders are the providers --provider can name.
+var defaultProviders = map[string]providerFactory{
+	"local": newLocal,
+}
+
+func newLocal(o providerOptions) (provider, error) {
+	p, err := local.New(local.Options{Isolation: local.Isolation(o.isolation)})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newProvider starts the named provider, or explains which ones exist.
+func (a *app) newProvider(name string, o providerOptions) (provider, error) {
+	f, ok := a.providers[name]
+	if !ok {
+		return nil, usagef("unknown provider %q (available: %s)", name, strings.Join(providerNames(a.providers), ", "))
+	}
+	if name != "local" && o.isolation != string(local.IsolationNamespaces) {
+		return nil, usagef("--isolation is a flag of the local provider, not of %q", name)
+	}
+	p, err := f(o)
+	if err != nil {
+		return nil, fmt.Errorf("starting the %s provider: %w", name, err)
+	}
+	return p, nil
+}
+
+// providerNames lists the providers' names, sorted.
+func providerNames(m map[string]providerFactory) []string {
+	return slices.Sorted(maps.Keys(m))
+}
