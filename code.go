@@ -129,7 +129,7 @@ func isSyntaxError(rt Runtime, stderr string) bool {
 }
 
 var (
-	pySyntax      = regexp.MustCompile(`(?m)^(SyntaxError|IndentationError|TabError)\b`)
+	pySyntax = regexp.MustCompile(`(?m)^(SyntaxError|IndentationError|TabError)\b`)
 	// A frame in the user's code: "at f ([eval]:1:20)", "at [stdin]:1:36";
 	// not node's own "[eval]-wrapper" frames.
 	nodeUserFrame = regexp.MustCompile(`(?m)^\s+at .*\[(eval|stdin)\]:\d`)

@@ -28,6 +28,9 @@ var (
 	ErrCommandNotFound = errors.New("command not found")
 	// ErrStopped: the sandbox is no longer running.
 	ErrStopped = errors.New("sandbox is not running")
+	// ErrOutOfMemory: the command was killed for going over the sandbox's
+	// memory limit. The Result is returned too, with exit code 137.
+	ErrOutOfMemory = errors.New("out of memory")
 )
 
 // ExitCodeNotFound and ExitCodeTimeout are the exit codes reported for a

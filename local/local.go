@@ -23,6 +23,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ const (
 	DefaultMaxProcesses = 512
 	DefaultMaxOpenFiles = 1024
 	DefaultMaxFileSize  = 1 << 30
+	DefaultMaxMemory    = 1 << 30
+	DefaultMaxCPU       = 1.0
 	// WorkDir is the sandbox's writable work dir, its default working
 	// directory and HOME.
 	WorkDir = "/workspace"
@@ -46,7 +49,8 @@ const (
 // Provider runs sandboxes on this machine. It is safe for concurrent use.
 // Close it to destroy every sandbox it started.
 type Provider struct {
-	opts Options
+	opts           Options
+	explicitMemory bool
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox
@@ -67,7 +71,7 @@ func New(opts Options) (*Provider, error) {
 	default:
 		return nil, fmt.Errorf("local: unknown isolation %q (want %q or %q)", opts.Isolation, IsolationNamespaces, IsolationNone)
 	}
-	if opts.Timeout < 0 || opts.WorkDirSize < 0 || opts.MaxProcesses < 0 || opts.MaxOpenFiles < 0 || opts.MaxFileSize < 0 || opts.MaxMemory < 0 {
+	if opts.Timeout < 0 || opts.WorkDirSize < 0 || opts.MaxProcesses < 0 || opts.MaxOpenFiles < 0 || opts.MaxFileSize < 0 || opts.MaxMemory < 0 || opts.MaxCPU < 0 {
 		return nil, errors.New("local: negative limit in Options")
 	}
 	if opts.Timeout == 0 {
@@ -85,10 +89,23 @@ func New(opts Options) (*Provider, error) {
 	if opts.MaxFileSize == 0 {
 		opts.MaxFileSize = DefaultMaxFileSize
 	}
+	// Remember whether the caller chose a memory cap: only then does it
+	// fall back to RLIMIT_AS, which breaks runtimes that reserve address
+	// space (Node, Go, the JVM) when it is small.
+	explicitMemory := opts.MaxMemory > 0
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = DefaultMaxMemory
+	}
+	if opts.MaxCPU == 0 {
+		opts.MaxCPU = DefaultMaxCPU
+	}
 	if err := checkSupport(opts); err != nil {
 		return nil, err
 	}
-	return &Provider{opts: opts, sandboxes: map[string]*sandbox{}}, nil
+	if opts.Isolation == IsolationNamespaces && os.Geteuid() == 0 {
+		sweepCgroups()
+	}
+	return &Provider{opts: opts, explicitMemory: explicitMemory, sandboxes: map[string]*sandbox{}}, nil
 }
 
 // Name returns "local".

@@ -30,16 +30,23 @@ type Options struct {
 	// WorkDirSize caps the sandbox's writable work dir (a private tmpfs;
 	// 1 GiB when zero). /tmp gets the same cap.
 	WorkDirSize int64
-	// MaxProcesses caps the processes of one sandbox (RLIMIT_NPROC; 512
-	// when zero).
+	// MaxProcesses caps the processes of one sandbox (a cgroup pids limit
+	// and RLIMIT_NPROC; 512 when zero).
 	MaxProcesses int
+	// MaxCPU caps the CPU time of one sandbox, in CPUs (a cgroup CPU quota;
+	// 1 when zero), so a busy sandbox cannot starve the others.
+	MaxCPU float64
 	// MaxOpenFiles caps open files per process (RLIMIT_NOFILE; 1024 when
 	// zero).
 	MaxOpenFiles int
 	// MaxFileSize caps the size of one file a sandbox writes (RLIMIT_FSIZE;
 	// 1 GiB when zero).
 	MaxFileSize int64
-	// MaxMemory caps each process's address space (RLIMIT_AS) when
-	// positive; zero means no cap. cgroup limits come later.
+	// MaxMemory caps the memory of one sandbox, its in-memory files
+	// included (a cgroup memory limit; 1 GiB when zero). A process that
+	// allocates past it is killed (exit 137, with an error matching
+	// compute.ErrOutOfMemory); the sandbox survives. Where cgroups are not
+	// writable (not root), an explicit MaxMemory becomes a per-process
+	// RLIMIT_AS instead, and Info says so.
 	MaxMemory int64
 }

@@ -59,7 +59,8 @@ type sandbox struct {
 	// hostDir is a host directory to remove at the end (IsolationNone).
 	hostDir string
 
-	limits []string // what the sandbox enforces, for Info
+	limits []string      // what the sandbox enforces, for Info
+	cg     *cgroupLimits // nil where cgroups are unavailable
 
 	mu        sync.Mutex
 	destroyed bool
@@ -106,7 +107,6 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 			Procs:    uint64(p.opts.MaxProcesses),
 			Files:    uint64(p.opts.MaxOpenFiles),
 			FileSize: uint64(p.opts.MaxFileSize),
-			Memory:   uint64(p.opts.MaxMemory),
 		},
 	}
 	s = &sandbox{
@@ -199,6 +199,47 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
 	}
 	cleanups = append(cleanups, func() { s.agent.Process.Kill(); <-s.exited })
+
+	// Resource limits, before the agent runs anything of the caller's: it
+	// is waiting for its configuration.
+	lim := resourceLimits{memory: p.opts.MaxMemory, pids: int64(p.opts.MaxProcesses), cpus: p.opts.MaxCPU}
+	cgErr := errors.New("not isolated")
+	if isolate {
+		s.cg, cgErr = newCgroup(id, lim)
+	}
+	if s.cg != nil {
+		cleanups = append(cleanups, func() { s.cg.remove() })
+		if err := s.cg.add(s.agent.Process.Pid); err != nil {
+			return nil, fmt.Errorf("local: add sandbox to its cgroup: %w", err)
+		}
+		v := s.cg.version()
+		s.limits = append(s.limits,
+			fmt.Sprintf("memory %s for the whole sandbox, files in memory included (%s)", bytesString(lim.memory), v),
+			fmt.Sprintf("processes %d (%s pids, RLIMIT_NPROC)", lim.pids, v),
+			fmt.Sprintf("cpu %.2f CPUs (%s quota)", lim.cpus, v))
+	} else {
+		if p.explicitMemory {
+			cfg.Limits.Memory = uint64(lim.memory)
+			s.limits = append(s.limits, fmt.Sprintf("memory %s per process (RLIMIT_AS; cgroups unavailable: %v)", bytesString(lim.memory), cgErr))
+		} else {
+			s.limits = append(s.limits, fmt.Sprintf("memory: not limited (cgroups unavailable: %v)", cgErr))
+		}
+		s.limits = append(s.limits, fmt.Sprintf("processes %d (RLIMIT_NPROC)", lim.pids), "cpu: not limited (cgroups unavailable)")
+	}
+	s.limits = append(s.limits,
+		fmt.Sprintf("open files %d per process (RLIMIT_NOFILE)", p.opts.MaxOpenFiles),
+		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)),
+		fmt.Sprintf("lifetime %v", timeout))
+	if isolate {
+		s.limits = append(s.limits, fmt.Sprintf("disk: /, %s and /tmp %s each (tmpfs, in memory)", WorkDir, bytesString(p.opts.WorkDirSize)))
+		if network {
+			s.limits = append(s.limits, "network: host")
+		} else {
+			s.limits = append(s.limits, "network: none (own loopback only)")
+		}
+	} else {
+		s.limits = append(s.limits, "isolation: NONE (plain host processes)")
+	}
 	go func() {
 		s.agent.Wait()
 		close(s.exited)
@@ -289,6 +330,11 @@ func (s *sandbox) destroy() error {
 	s.agent.Process.Kill()
 	<-s.exited
 	s.ctl.Close()
+	if s.cg != nil {
+		if err := s.cg.remove(); err != nil {
+			return fmt.Errorf("local: %w", err)
+		}
+	}
 	if s.hostDir != "" {
 		if err := os.RemoveAll(s.hostDir); err != nil {
 			return fmt.Errorf("local: remove sandbox directory: %w", err)
@@ -472,6 +518,9 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		return nil, err
 	}
 	p := &process{op: o, pid: rep.PID, outR: outR, errR: errR, inW: inW, s: s}
+	if s.cg != nil {
+		p.oomBefore = s.cg.oomKills()
+	}
 	p.copies.Add(2)
 	go p.copy(req.Stdout, outR)
 	go p.copy(req.Stderr, errR)
@@ -494,6 +543,8 @@ type process struct {
 
 	killMu sync.Mutex
 	ended  bool
+
+	oomBefore uint64 // the cgroup's OOM kill count when the command started
 }
 
 func (p *process) copy(w io.Writer, r *os.File) {
@@ -527,6 +578,10 @@ func (p *process) Wait() (int, error) {
 	}
 	if rep.Exit == nil {
 		return -1, fmt.Errorf("local: sandbox %s: agent sent no exit status", p.s.id)
+	}
+	if *rep.Exit == 128+int(syscall.SIGKILL) && p.s.cg != nil && p.s.cg.oomKills() > p.oomBefore {
+		return *rep.Exit, fmt.Errorf("local: sandbox %s: command killed for going over the %s memory limit: %w",
+			p.s.id, bytesString(p.s.p.opts.MaxMemory), compute.ErrOutOfMemory)
 	}
 	return *rep.Exit, nil
 }
@@ -714,4 +769,14 @@ func (f *sandboxFS) Stat(ctx context.Context, name string) (*compute.FileInfo, e
 	}
 	fi := toInfo(rep.Files[0])
 	return &fi, nil
+}
+
+func bytesString(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
