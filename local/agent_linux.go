@@ -106,6 +106,9 @@ func (a *agent) setup() (enforced []string, err error) {
 		// Unisolated: at least make orphans of our commands ours.
 		unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
+	if cfg.Dir == "" {
+		cfg.Dir = cfg.WorkDir
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
@@ -246,6 +249,8 @@ func (a *agent) handle(fds []int) {
 	}
 	extra := files[1:]
 	switch req.Op {
+	case opInit:
+		writeMsg(c, errReply(a.init(&req)))
 	case opExec:
 		a.exec(c, r, &req, extra)
 	case opOpen:
@@ -293,6 +298,27 @@ func errReply(err error) reply {
 	return rep
 }
 
+// init binds a Create's environment and working directory (the agent may
+// have been started ahead of the Create).
+func (a *agent) init(req *request) error {
+	dir := req.Dir
+	if dir == "" {
+		dir = a.cfg.WorkDir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chdir(dir); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.cfg.Dir = dir
+	a.env = mergeEnv(a.env, req.Env)
+	sort.Strings(a.env)
+	a.mu.Unlock()
+	return nil
+}
+
 // exec starts a command with the host's pipes as its stdio, reports its
 // pid, then its exit code; a kill message or the host hanging up kills
 // the command's whole process tree.
@@ -318,8 +344,10 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		defer devnull.Close()
 		stdin = devnull
 	}
+	a.mu.Lock()
 	env := mergeEnv(a.env, req.Env)
 	dir := a.cfg.Dir
+	a.mu.Unlock()
 	if req.Dir != "" {
 		dir = req.Dir
 		if !filepath.IsAbs(dir) {

@@ -41,6 +41,7 @@ const (
 	DefaultMaxFileSize  = 1 << 30
 	DefaultMaxMemory    = 1 << 30
 	DefaultMaxCPU       = 1.0
+	DefaultPrestart     = 1
 	// WorkDir is the sandbox's writable work dir, its default working
 	// directory and HOME.
 	WorkDir = "/workspace"
@@ -52,9 +53,12 @@ type Provider struct {
 	opts           Options
 	explicitMemory bool
 
-	mu        sync.Mutex
-	sandboxes map[string]*sandbox
-	closed    bool
+	mu         sync.Mutex
+	sandboxes  map[string]*sandbox
+	closed     bool
+	spares     []*sandbox     // started ahead of demand, not yet handed out
+	fillingNow bool           // a fill goroutine is running
+	filling    sync.WaitGroup // the fill goroutine, for Close
 }
 
 var _ compute.Provider = (*Provider)(nil)
@@ -116,10 +120,33 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if opts == nil {
 		opts = &compute.CreateOptions{}
 	}
-	id := newID()
-	s, err := startSandbox(ctx, p, id, opts)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	network := p.opts.Network
+	switch opts.Network {
+	case compute.NetworkNone:
+		network = false
+	case compute.NetworkHost:
+		network = true
+	}
+	id := newID()
+	s := p.takePrestarted(network)
+	if s != nil {
+		if err := s.activate(ctx, id, opts); err != nil {
+			s.destroy()
+			s = nil // a broken spare: start afresh below
+		}
+	}
+	if s == nil {
+		var err error
+		if s, err = p.startCancelable(ctx, network); err != nil {
+			return nil, err
+		}
+		if err := s.activate(ctx, id, opts); err != nil {
+			s.destroy()
+			return nil, err
+		}
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -181,18 +208,138 @@ func (p *Provider) forget(s *sandbox) {
 	p.mu.Unlock()
 }
 
-// Close destroys every sandbox and makes Create fail.
+// Close destroys every sandbox, started ones kept in reserve included,
+// and makes Create fail.
 func (p *Provider) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	list := p.sandboxes
 	p.sandboxes = map[string]*sandbox{}
+	spares := p.spares
+	p.spares = nil
 	p.mu.Unlock()
+	p.filling.Wait()
 	var errs []error
 	for _, s := range list {
 		errs = append(errs, s.destroy())
 	}
+	for _, s := range spares {
+		errs = append(errs, s.destroy())
+	}
 	return errors.Join(errs...)
+}
+
+// startCancelable starts a sandbox, giving up (and cleaning up) when ctx
+// is done first.
+func (p *Provider) startCancelable(ctx context.Context, network bool) (*sandbox, error) {
+	type started struct {
+		s   *sandbox
+		err error
+	}
+	ch := make(chan started, 1)
+	go func() {
+		s, err := startAgent(p, network)
+		ch <- started{s, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.s, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.s != nil {
+				r.s.destroy()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// takePrestarted returns a sandbox started ahead of demand, if one is
+// ready for this network mode, and starts replacing it. The first Create
+// starts the reserve: a provider that is never used starts nothing.
+func (p *Provider) takePrestarted(network bool) *sandbox {
+	if p.opts.Prestart < 0 || network != p.opts.Network {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	var s *sandbox
+	if n := len(p.spares); n > 0 {
+		s, p.spares = p.spares[n-1], p.spares[:n-1]
+	}
+	if !p.fillingNow && len(p.spares) < p.prestart() {
+		p.fillingNow = true
+		p.filling.Add(1)
+		go p.fill()
+	}
+	return s
+}
+
+// fill starts sandboxes until Prestart are ready. A failure stops it
+// quietly: Create then starts sandboxes itself and reports the error.
+func (p *Provider) fill() {
+	defer p.filling.Done()
+	for {
+		p.mu.Lock()
+		if p.closed || len(p.spares) >= p.prestart() {
+			p.fillingNow = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		s, err := startAgent(p, p.opts.Network)
+		p.mu.Lock()
+		if err != nil || p.closed {
+			p.fillingNow = false
+			p.mu.Unlock()
+			if s != nil {
+				s.destroy()
+			}
+			return
+		}
+		p.spares = append(p.spares, s)
+		p.mu.Unlock()
+	}
+}
+
+// Warm fills the provider's reserve of prestarted sandboxes (see
+// Options.Prestart) and waits until it is full, for callers that want
+// their first Create fast too. With Prestart off it does nothing.
+func (p *Provider) Warm(ctx context.Context) error {
+	if p.opts.Prestart < 0 {
+		return nil
+	}
+	for {
+		p.mu.Lock()
+		full, closed := len(p.spares) >= p.prestart(), p.closed
+		if !full && !closed && !p.fillingNow {
+			p.fillingNow = true
+			p.filling.Add(1)
+			go p.fill()
+		}
+		p.mu.Unlock()
+		switch {
+		case closed:
+			return errors.New("local: provider is closed")
+		case full:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (p *Provider) prestart() int {
+	if p.opts.Prestart == 0 {
+		return DefaultPrestart
+	}
+	return p.opts.Prestart
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -21,8 +21,10 @@ type sandbox struct {
 	created time.Time
 }
 
-func startSandbox(context.Context, *Provider, string, *compute.CreateOptions) (*sandbox, error) {
-	return nil, checkSupport(Options{})
+func startAgent(*Provider, bool) (*sandbox, error) { return nil, checkSupport(Options{}) }
+
+func (s *sandbox) activate(context.Context, string, *compute.CreateOptions) error {
+	return checkSupport(Options{})
 }
 
 func (s *sandbox) destroy() error { return nil }

@@ -24,6 +24,12 @@ type Options struct {
 	Isolation Isolation
 	// Timeout is the default sandbox lifetime (5 minutes when zero).
 	Timeout time.Duration
+	// Prestart is how many sandboxes the provider keeps started ahead of
+	// demand, so that Create only binds the caller's settings to one
+	// (about 1 ms instead of about 15 ms). Zero means 1; negative turns it
+	// off. The reserve starts with the first Create, is used only for the
+	// provider's default network policy, and Close destroys it.
+	Prestart int
 	// Network is the default network policy when CreateOptions.Network is
 	// empty: false means loopback only, true the host's network.
 	Network bool

@@ -48,6 +48,7 @@ type limits struct {
 
 // Operations.
 const (
+	opInit    = "init" // bind a Create's environment and working directory
 	opExec    = "exec"
 	opOpen    = "open"
 	opWrite   = "write"

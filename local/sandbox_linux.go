@@ -52,6 +52,8 @@ type sandbox struct {
 	workDir string // inside the sandbox
 	dir     string // default working directory inside
 
+	network bool // shares the host's network
+
 	agent  *exec.Cmd
 	ctl    *net.UnixConn
 	exited chan struct{} // closed when the agent process has exited
@@ -81,21 +83,10 @@ func hostID() (uid, gid int) {
 	return id, id
 }
 
-func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.CreateOptions) (s *sandbox, err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = p.opts.Timeout
-	}
-	network := p.opts.Network
-	switch opts.Network {
-	case compute.NetworkNone:
-		network = false
-	case compute.NetworkHost:
-		network = true
-	}
+// startAgent starts a sandbox up to the point where it can run commands,
+// without anything of a particular Create: that is bound by activate. The
+// split lets the provider start sandboxes ahead of demand (Prestart).
+func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 	isolate := p.opts.Isolation == IsolationNamespaces
 	cfg := agentConfig{
 		Isolate:  isolate,
@@ -109,10 +100,7 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 			FileSize: uint64(p.opts.MaxFileSize),
 		},
 	}
-	s = &sandbox{
-		p: p, id: id, name: opts.Name, meta: cloneMap(opts.Metadata), runtime: opts.Runtime,
-		created: time.Now(), timeout: timeout, exited: make(chan struct{}),
-	}
+	s = &sandbox{p: p, network: network, exited: make(chan struct{})}
 	var cleanups []func()
 	defer func() {
 		if err != nil {
@@ -160,18 +148,7 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 		cfg.Dir = dir
 		s.workDir = dir
 	}
-	if opts.Dir != "" {
-		d := opts.Dir
-		if !path.IsAbs(d) {
-			d = path.Join(s.workDir, d)
-		}
-		cfg.Dir = d
-	}
-	s.dir = cfg.Dir
 	cfg.Env = baseEnv(s.workDir)
-	for k, v := range opts.Env {
-		cfg.Env[k] = v
-	}
 
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -205,7 +182,7 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 	lim := resourceLimits{memory: p.opts.MaxMemory, pids: int64(p.opts.MaxProcesses), cpus: p.opts.MaxCPU}
 	cgErr := errors.New("not isolated")
 	if isolate {
-		s.cg, cgErr = newCgroup(id, lim)
+		s.cg, cgErr = newCgroup(newID(), lim)
 	}
 	if s.cg != nil {
 		cleanups = append(cleanups, func() { s.cg.remove() })
@@ -228,8 +205,7 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 	}
 	s.limits = append(s.limits,
 		fmt.Sprintf("open files %d per process (RLIMIT_NOFILE)", p.opts.MaxOpenFiles),
-		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)),
-		fmt.Sprintf("lifetime %v", timeout))
+		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)))
 	if isolate {
 		s.limits = append(s.limits, fmt.Sprintf("disk: /, %s and /tmp %s each (tmpfs, in memory)", WorkDir, bytesString(p.opts.WorkDirSize)))
 		if network {
@@ -256,14 +232,9 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 	if _, err := s.ctl.Write(b); err != nil {
 		return nil, fmt.Errorf("local: configure sandbox agent: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { s.ctl.SetReadDeadline(time.Now()) })
 	buf := make([]byte, 1<<16)
 	n, err := s.ctl.Read(buf)
-	stop()
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
 		return nil, fmt.Errorf("local: sandbox agent exited during setup (%v)%s", err, startHint(err))
 	}
 	var rep reply
@@ -278,13 +249,41 @@ func startSandbox(ctx context.Context, p *Provider, id string, opts *compute.Cre
 		os.Remove(cfg.Staging)
 	}
 	s.limits = append(s.limits, rep.Enforced...)
-	s.timer = time.AfterFunc(timeout, func() {
+	return s, nil
+}
+
+// activate makes a started sandbox the one a Create asked for: its id,
+// environment, working directory, metadata and lifetime.
+func (s *sandbox) activate(ctx context.Context, id string, opts *compute.CreateOptions) error {
+	p := s.p
+	s.id, s.name, s.meta, s.runtime = id, opts.Name, cloneMap(opts.Metadata), opts.Runtime
+	s.timeout = opts.Timeout
+	if s.timeout == 0 {
+		s.timeout = p.opts.Timeout
+	}
+	s.dir = s.workDir
+	if opts.Dir != "" {
+		s.dir = opts.Dir
+		if !path.IsAbs(s.dir) {
+			s.dir = path.Join(s.workDir, s.dir)
+		}
+	}
+	rep, err := s.call(ctx, &request{Op: opInit, Env: opts.Env, Dir: s.dir})
+	if err == nil && rep.Err != "" {
+		err = fmt.Errorf("local: working directory %s: %s", s.dir, rep.Err)
+	}
+	if err != nil {
+		return err
+	}
+	s.limits = append(s.limits, fmt.Sprintf("lifetime %v", s.timeout))
+	s.created = time.Now()
+	s.timer = time.AfterFunc(s.timeout, func() {
 		s.mu.Lock()
 		s.expired = true
 		s.mu.Unlock()
 		p.Destroy(context.Background(), s.id)
 	})
-	return s, nil
+	return nil
 }
 
 func startHint(err error) string {
@@ -322,7 +321,9 @@ func (s *sandbox) destroy() error {
 	}
 	s.destroyed = true
 	s.mu.Unlock()
-	s.timer.Stop()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	if s.hostDir != "" {
 		// IsolationNone: no pid namespace will kill the commands for us.
 		killTree(s.agent.Process.Pid)
