@@ -165,6 +165,9 @@ func (c *Compute) Get(ctx context.Context, id string) (*Sandbox, error) {
 	if id == "" {
 		return nil, fmt.Errorf("compute: sandbox id is empty: %w", ErrNotFound)
 	}
+	c.mu.Lock()
+	maker := c.affinity[id]
+	c.mu.Unlock()
 	for _, p := range c.candidates(id) {
 		ps, err := p.Get(ctx, id)
 		if err == nil {
@@ -172,6 +175,9 @@ func (c *Compute) Get(ctx context.Context, id string) (*Sandbox, error) {
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, err
+		}
+		if p == maker {
+			break // the provider that made it says it is gone
 		}
 	}
 	return nil, fmt.Errorf("compute: sandbox %q: %w", id, ErrNotFound)

@@ -144,9 +144,10 @@ const (
 	scriptOpen  = `[ -e "$1" ] || exit 20; [ -f "$1" ] || exit 23; exec cat -- "$1"`
 	scriptWrite = `d=$(dirname -- "$1") && mkdir -p -- "$d" && [ ! -d "$1" ] || exit 21; t="$1.tmp-$$" && cat > "$t" && mv -f -- "$t" "$1" || { rm -f -- "$t"; exit 1; }`
 	scriptMkdir = `[ ! -e "$1" ] || [ -d "$1" ] || exit 21; exec mkdir -p -- "$1"`
-	scriptList  = `[ -e "$1" ] || exit 20; [ -d "$1" ] || exit 22; exec find -L "$1" -mindepth 1 -maxdepth 1 -printf '%y\t%s\t%T@\t%m\t%p\0'`
-	scriptStat  = `[ -e "$1" ] || exit 20; exec find -L "$1" -maxdepth 0 -printf '%y\t%s\t%T@\t%m\t%p\0'`
-	scriptRm    = `exec rm -rf -- "$1"`
+	// The listings start with the working directory, to make paths absolute.
+	scriptList = `[ -e "$1" ] || exit 20; [ -d "$1" ] || exit 22; printf '%s\0' "$PWD"; exec find -L "$1" -mindepth 1 -maxdepth 1 -printf '%y\t%s\t%T@\t%m\t%p\0'`
+	scriptStat = `[ -e "$1" ] || exit 20; printf '%s\0' "$PWD"; exec find -L "$1" -maxdepth 0 -printf '%y\t%s\t%T@\t%m\t%p\0'`
+	scriptRm   = `exec rm -rf -- "$1"`
 )
 
 // run runs a script with the path as $1 and returns stdout or an error

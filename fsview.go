@@ -195,8 +195,13 @@ func sortInfos(list []FileInfo) {
 	slices.SortFunc(list, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// parseFind parses records of find's -printf '%y\t%s\t%T@\t%m\t%p\0'.
+// parseFind parses the working directory and then records of find's
+// -printf '%y\t%s\t%T@\t%m\t%p\0'.
 func parseFind(out []byte) ([]FileInfo, error) {
+	wd, out, ok := bytes.Cut(out, []byte{0})
+	if !ok || !path.IsAbs(string(wd)) {
+		return nil, fmt.Errorf("unexpected listing output %q", out)
+	}
 	var list []FileInfo
 	for _, rec := range bytes.Split(out, []byte{0}) {
 		if len(rec) == 0 {
@@ -213,9 +218,13 @@ func parseFind(out []byte) ([]FileInfo, error) {
 			return nil, fmt.Errorf("unexpected listing record %q: %w", rec, err)
 		}
 		whole, frac := math.Modf(secs)
+		full := f[4]
+		if !path.IsAbs(full) {
+			full = path.Join(string(wd), full)
+		}
 		list = append(list, FileInfo{
-			Name:    path.Base(f[4]),
-			Path:    f[4],
+			Name:    path.Base(full),
+			Path:    full,
 			IsDir:   f[0] == "d",
 			Size:    size,
 			Mode:    uint32(mode),

@@ -226,16 +226,19 @@ type Process struct {
 	err    error
 }
 
+// outputs returns the writers for the driver. When the caller wants both
+// streams in one writer, the driver gets one writer for both (and so one
+// pipe, which keeps their order) and Result.Stdout holds both.
 func (p *Process) outputs(userOut, userErr io.Writer) (io.Writer, io.Writer) {
-	var lock *sync.Mutex
-	if userOut != nil && sameWriter(userOut, userErr) {
-		lock = &sync.Mutex{}
-	}
 	tee := func(c *cappedBuffer, w io.Writer) io.Writer {
 		if w == nil {
 			return c
 		}
-		return &teeWriter{p: p, capture: c, user: w, lock: lock}
+		return &teeWriter{p: p, capture: c, user: w}
+	}
+	if userOut != nil && sameWriter(userOut, userErr) {
+		w := tee(p.stdout, userOut)
+		return w, w
 	}
 	return tee(p.stdout, userOut), tee(p.stderr, userErr)
 }
@@ -295,7 +298,6 @@ type teeWriter struct {
 	p       *Process
 	capture *cappedBuffer
 	user    io.Writer
-	lock    *sync.Mutex // shared when stdout and stderr go to one writer
 	failed  bool
 }
 
@@ -303,10 +305,6 @@ func (t *teeWriter) Write(b []byte) (int, error) {
 	t.capture.Write(b)
 	if t.failed {
 		return len(b), nil
-	}
-	if t.lock != nil {
-		t.lock.Lock()
-		defer t.lock.Unlock()
 	}
 	if _, err := t.user.Write(b); err != nil {
 		t.failed = true

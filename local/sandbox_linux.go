@@ -471,11 +471,15 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	if err != nil {
 		return nil, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
+	// One writer for both streams: one pipe for both, so order is kept.
+	combined := sameWriter(req.Stdout, req.Stderr)
+	errR, errW := outR, outW
+	if !combined {
+		if errR, errW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+			return nil, err
+		}
 	}
 	fds := []*os.File{outW, errW}
 	var inW *os.File
@@ -522,9 +526,12 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	if s.cg != nil {
 		p.oomBefore = s.cg.oomKills()
 	}
-	p.copies.Add(2)
+	p.copies.Add(1)
 	go p.copy(req.Stdout, outR)
-	go p.copy(req.Stderr, errR)
+	if !combined {
+		p.copies.Add(1)
+		go p.copy(req.Stderr, errR)
+	}
 	if inW != nil {
 		go func() {
 			io.Copy(inW, req.Stdin)
@@ -780,4 +787,11 @@ func bytesString(n int64) string {
 		return fmt.Sprintf("%d MiB", n>>20)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// sameWriter reports whether two writers are one; writers of types that
+// cannot be compared are different ones.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() { recover() }()
+	return a == b
 }
