@@ -376,6 +376,13 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	}}
 	sr := <-res
 	pid, err := sr.pid, sr.err
+	if err == nil {
+		// Sandboxed processes, not the agent, are what the kernel's OOM
+		// killer should pick when the sandbox runs out of memory: the
+		// agent's death would end the sandbox. (Raising a score needs no
+		// privilege; lowering the agent's would.)
+		os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("1000"), 0)
+	}
 	var done chan int
 	if err == nil {
 		done = make(chan int, 1)

@@ -35,7 +35,7 @@ import (
 // Defaults for Options' zero values.
 const (
 	DefaultTimeout      = 5 * time.Minute
-	DefaultWorkDirSize  = 1 << 30
+	DefaultDiskSize     = 512 << 20
 	DefaultMaxProcesses = 512
 	DefaultMaxOpenFiles = 1024
 	DefaultMaxFileSize  = 1 << 30
@@ -75,15 +75,13 @@ func New(opts Options) (*Provider, error) {
 	default:
 		return nil, fmt.Errorf("local: unknown isolation %q (want %q or %q)", opts.Isolation, IsolationNamespaces, IsolationNone)
 	}
-	if opts.Timeout < 0 || opts.WorkDirSize < 0 || opts.MaxProcesses < 0 || opts.MaxOpenFiles < 0 || opts.MaxFileSize < 0 || opts.MaxMemory < 0 || opts.MaxCPU < 0 {
+	if opts.Timeout < 0 || opts.DiskSize < 0 || opts.MaxProcesses < 0 || opts.MaxOpenFiles < 0 || opts.MaxFileSize < 0 || opts.MaxMemory < 0 || opts.MaxCPU < 0 {
 		return nil, errors.New("local: negative limit in Options")
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	if opts.WorkDirSize == 0 {
-		opts.WorkDirSize = DefaultWorkDirSize
-	}
+
 	if opts.MaxProcesses == 0 {
 		opts.MaxProcesses = DefaultMaxProcesses
 	}
@@ -102,6 +100,15 @@ func New(opts Options) (*Provider, error) {
 	}
 	if opts.MaxCPU == 0 {
 		opts.MaxCPU = DefaultMaxCPU
+	}
+	// Files live in memory and count against the memory limit: a disk
+	// quota as large as the memory limit would let a full disk starve the
+	// sandbox's processes, its agent included.
+	switch {
+	case opts.DiskSize == 0:
+		opts.DiskSize = min(DefaultDiskSize, opts.MaxMemory/2)
+	case opts.DiskSize >= opts.MaxMemory:
+		return nil, fmt.Errorf("local: DiskSize (%s) must be below MaxMemory (%s): a sandbox's files are kept in its memory", bytesString(opts.DiskSize), bytesString(opts.MaxMemory))
 	}
 	if err := checkSupport(opts); err != nil {
 		return nil, err
@@ -358,4 +365,14 @@ func baseEnv(home string) map[string]string {
 		"LANG": "C.UTF-8",
 		"USER": "root",
 	}
+}
+
+func bytesString(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

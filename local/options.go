@@ -33,9 +33,12 @@ type Options struct {
 	// Network is the default network policy when CreateOptions.Network is
 	// empty: false means loopback only, true the host's network.
 	Network bool
-	// WorkDirSize caps the sandbox's writable work dir (a private tmpfs;
-	// 1 GiB when zero). /tmp gets the same cap.
-	WorkDirSize int64
+	// DiskSize caps everything a sandbox writes: its root, /workspace and
+	// /tmp share one private in-memory file system of this size (512 MiB
+	// or half of MaxMemory, whichever is less, when zero). Writing past it
+	// fails with ENOSPC inside the sandbox. The files count against
+	// MaxMemory, so DiskSize must be below it.
+	DiskSize int64
 	// MaxProcesses caps the processes of one sandbox (a cgroup pids limit
 	// and RLIMIT_NPROC; 512 when zero).
 	MaxProcesses int

@@ -29,12 +29,11 @@ const maxMessage = 8 << 20
 type agentConfig struct {
 	Isolate  bool              `json:"isolate"`
 	Staging  string            `json:"staging,omitempty"`  // empty host dir to build the root on
-	Persist  string            `json:"persist,omitempty"`  // host dir bound as the work dir
 	WorkDir  string            `json:"workDir"`            // the work dir inside the sandbox
 	Dir      string            `json:"dir"`                // default working directory
 	Env      map[string]string `json:"env"`                // base environment of every command
 	Network  bool              `json:"network"`            // keep the host network
-	TmpSize  int64             `json:"tmpSize"`            // bytes, for /tmp and the work dir
+	DiskSize int64             `json:"diskSize"`           // bytes, for everything written
 	Limits   limits            `json:"limits"`             // rlimits for sandboxed processes
 	Hostname string            `json:"hostname,omitempty"` // UTS name
 }

@@ -37,11 +37,11 @@ func buildRoot(cfg *agentConfig) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	// The root itself is a private tmpfs, writable like a container's root
-	// (programs create /app and the like); the host's system is bound into
-	// it read-only.
+	// The root itself is a private tmpfs of cfg.DiskSize bytes, writable
+	// like a container's root (programs create /app and the like); the
+	// host's system is bound into it read-only.
 	root := cfg.Staging
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", cfg.TmpSize)); err != nil {
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", cfg.DiskSize)); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
 	in := func(p string) string { return filepath.Join(root, p) }
@@ -99,11 +99,16 @@ func buildRoot(cfg *agentConfig) error {
 			return err
 		}
 	}
+	// /dev/shm is a directory of the root file system, bound in, so that
+	// shared memory counts against the same quota as every other file.
 	if err := os.Mkdir(in("dev/shm"), 0o1777); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", in("dev/shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64m,mode=1777"); err != nil {
-		return fmt.Errorf("mount /dev/shm: %w", err)
+	if err := os.Mkdir(in(".shm"), 0o1777); err != nil {
+		return err
+	}
+	if err := unix.Mount(in(".shm"), in("dev/shm"), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind /dev/shm: %w", err)
 	}
 
 	// A /proc of the sandbox's own pid namespace.
@@ -114,26 +119,17 @@ func buildRoot(cfg *agentConfig) error {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 
-	// Writable: /tmp and the work dir, private memory-backed file systems
-	// with a size cap (writing past it fails with ENOSPC inside), or the
-	// caller's persistent directory.
-	size := fmt.Sprintf("size=%d", cfg.TmpSize)
+	// Writable: /tmp and the work dir are directories of the root file
+	// system, so the sandbox has one disk quota for all it writes (past it,
+	// writes fail with ENOSPC inside).
 	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", in("tmp"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=1777"); err != nil {
-		return fmt.Errorf("mount /tmp: %w", err)
-	}
-	work := in(cfg.WorkDir)
-	if err := os.MkdirAll(work, 0o755); err != nil {
+	if err := os.Chmod(in("tmp"), 0o1777); err != nil { // past the umask
 		return err
 	}
-	if cfg.Persist != "" {
-		if err := unix.Mount(cfg.Persist, work, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind work dir %s: %w", cfg.Persist, err)
-		}
-	} else if err := unix.Mount("tmpfs", work, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, size+",mode=0755"); err != nil {
-		return fmt.Errorf("mount work dir: %w", err)
+	if err := os.MkdirAll(in(cfg.WorkDir), 0o755); err != nil {
+		return err
 	}
 
 	// Enter the new root; the host's tree is detached and unreachable.

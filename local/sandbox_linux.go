@@ -92,7 +92,7 @@ func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 		Isolate:  isolate,
 		WorkDir:  WorkDir,
 		Network:  network,
-		TmpSize:  p.opts.WorkDirSize,
+		DiskSize: p.opts.DiskSize,
 		Hostname: "sandbox",
 		Limits: limits{
 			Procs:    uint64(p.opts.MaxProcesses),
@@ -207,7 +207,7 @@ func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 		fmt.Sprintf("open files %d per process (RLIMIT_NOFILE)", p.opts.MaxOpenFiles),
 		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)))
 	if isolate {
-		s.limits = append(s.limits, fmt.Sprintf("disk: /, %s and /tmp %s each (tmpfs, in memory)", WorkDir, bytesString(p.opts.WorkDirSize)))
+		s.limits = append(s.limits, fmt.Sprintf("disk %s for all files written, %s and /tmp included (tmpfs, counted in memory)", bytesString(p.opts.DiskSize), WorkDir))
 		if network {
 			s.limits = append(s.limits, "network: host")
 		} else {
@@ -777,16 +777,6 @@ func (f *sandboxFS) Stat(ctx context.Context, name string) (*compute.FileInfo, e
 	}
 	fi := toInfo(rep.Files[0])
 	return &fi, nil
-}
-
-func bytesString(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 // sameWriter reports whether two writers are one; writers of types that
