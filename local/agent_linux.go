@@ -140,7 +140,7 @@ func (a *agent) setup() (enforced []string, err error) {
 		a.env = append(a.env, k+"="+v)
 	}
 	sort.Strings(a.env)
-	return a.startSpawner(cfg.Isolate)
+	return a.startSpawner(cfg.Isolate && cfg.Confine)
 }
 
 // spawnRequest asks the spawner thread to fork and exec a command.
@@ -157,12 +157,12 @@ type spawnResult struct {
 }
 
 // startSpawner starts the one goroutine, locked to its own OS thread, that
-// forks every sandboxed process. With isolate, that thread is confined
+// forks every sandboxed process. With confine, that thread is confined
 // first (confineThread) and children inherit exactly its credentials. The
 // goroutine never unlocks its thread, so the Go runtime never hands the
 // confined thread to other goroutines (and creates new threads from an
 // unconfined template thread).
-func (a *agent) startSpawner(isolate bool) ([]string, error) {
+func (a *agent) startSpawner(confine bool) ([]string, error) {
 	a.spawn = make(chan spawnRequest)
 	type ready struct {
 		enforced []string
@@ -172,7 +172,7 @@ func (a *agent) startSpawner(isolate bool) ([]string, error) {
 	go func() {
 		runtime.LockOSThread()
 		var r ready
-		if isolate {
+		if confine {
 			r.enforced, r.err = confineThread()
 		}
 		readyc <- r

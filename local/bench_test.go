@@ -156,3 +156,46 @@ func BenchmarkFileRoundTrip1MiB(b *testing.B) {
 		}
 	})
 }
+
+// The cost of the kernel confinement (seccomp, Landlock, dropped
+// capabilities) and cgroup limits over bare namespaces: cold time to
+// interactive and exec round trip, hardened and not.
+func BenchmarkHardening(b *testing.B) {
+	ctx := context.Background()
+	for _, hardened := range []bool{true, false} {
+		name := "hardened"
+		if !hardened {
+			name = "namespaces-only"
+		}
+		b.Run(name, func(b *testing.B) {
+			local.SetHardening(hardened)
+			defer local.SetHardening(true)
+			b.Run("tti-cold", func(b *testing.B) {
+				c := benchProvider(b, local.Options{Prestart: -1})
+				for b.Loop() {
+					sb, err := c.Create(ctx, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+						b.Fatal(res, err)
+					}
+					b.StopTimer()
+					sb.Destroy(ctx)
+					b.StartTimer()
+				}
+			})
+			b.Run("exec", func(b *testing.B) {
+				sb, err := benchProvider(b, local.Options{Prestart: -1}).Create(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if res, err := sb.RunCommand(ctx, "/bin/true"); err != nil || res.ExitCode != 0 {
+						b.Fatal(res, err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -25,6 +25,11 @@ import (
 	"github.com/computesdk-go/compute"
 )
 
+// hardening turns the kernel confinement (seccomp, Landlock, capabilities)
+// and cgroup limits on. Only the benchmarks that measure their cost turn it
+// off (export_test.go).
+var hardening = true
+
 // outputGrace is how long Wait keeps reading a command's output after it
 // exited, for output still in flight; a background process that inherited
 // the pipes does not hold Wait longer than this.
@@ -90,6 +95,7 @@ func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 	isolate := p.opts.Isolation == IsolationNamespaces
 	cfg := agentConfig{
 		Isolate:  isolate,
+		Confine:  hardening,
 		WorkDir:  WorkDir,
 		Network:  network,
 		DiskSize: p.opts.DiskSize,
@@ -181,7 +187,7 @@ func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 	// is waiting for its configuration.
 	lim := resourceLimits{memory: p.opts.MaxMemory, pids: int64(p.opts.MaxProcesses), cpus: p.opts.MaxCPU}
 	cgErr := errors.New("not isolated")
-	if isolate {
+	if isolate && hardening {
 		s.cg, cgErr = newCgroup(newID(), lim)
 	}
 	if s.cg != nil {
