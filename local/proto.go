@@ -28,7 +28,7 @@ const maxMessage = 8 << 20
 // agentConfig is the first message on the control socket.
 type agentConfig struct {
 	Isolate  bool              `json:"isolate"`
-	Confine  bool              `json:"confine"` // seccomp, Landlock, no capabilities
+	Confine  bool              `json:"confine"`            // seccomp, Landlock, no capabilities
 	Staging  string            `json:"staging,omitempty"`  // empty host dir to build the root on
 	WorkDir  string            `json:"workDir"`            // the work dir inside the sandbox
 	Dir      string            `json:"dir"`                // default working directory
