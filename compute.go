@@ -18,6 +18,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -239,6 +241,18 @@ func validateCreate(opts *CreateOptions) error {
 	case NetworkDefault, NetworkNone, NetworkHost:
 	default:
 		return fmt.Errorf("compute: unknown network policy %q (want %q or %q)", opts.Network, NetworkNone, NetworkHost)
+	}
+	for _, dest := range opts.NetworkAllow {
+		host, port, err := net.SplitHostPort(dest)
+		if err != nil || host == "" {
+			return fmt.Errorf("compute: network allowlist entry %q is not host:port", dest)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("compute: network allowlist entry %q has no valid port", dest)
+		}
+	}
+	if len(opts.NetworkAllow) > 0 && opts.Network == NetworkHost {
+		return errors.New("compute: NetworkAllow cannot be combined with NetworkHost (which allows everything)")
 	}
 	if strings.ContainsRune(opts.Dir, 0) {
 		return errors.New("compute: working directory contains a NUL byte")

@@ -124,6 +124,13 @@ type CreateOptions struct {
 	// Network selects network access; the zero value is the provider's
 	// default (no network for local, full access for cloud providers).
 	Network Network
+	// NetworkAllow, when not empty, lets the sandbox reach these "host:port"
+	// destinations and nothing else; it cannot be combined with
+	// NetworkHost. How it is enforced is the provider's: the local provider
+	// runs an HTTP/HTTPS proxy in the host process that the sandbox's
+	// environment names (HTTP_PROXY, HTTPS_PROXY), so programs that ignore
+	// proxy settings reach nothing.
+	NetworkAllow []string
 }
 
 // Network is a sandbox's network policy.

@@ -45,6 +45,7 @@ type agent struct {
 	mu      sync.Mutex
 	waiters map[int]chan int // pid -> exit code, for commands being run
 	spawn   chan spawnRequest
+	ctl     *net.UnixConn // the control socket, also for proxied connections
 }
 
 func runAgent() int {
@@ -57,7 +58,7 @@ func runAgent() int {
 		return 3
 	}
 	uc := ctl.(*net.UnixConn)
-	a := &agent{waiters: map[int]chan int{}}
+	a := &agent{waiters: map[int]chan int{}, ctl: uc}
 	buf := make([]byte, 1<<16)
 	n, _, _, _, err := uc.ReadMsgUnix(buf, nil)
 	if err != nil {
@@ -310,6 +311,11 @@ func (a *agent) init(req *request) error {
 	}
 	if err := os.Chdir(dir); err != nil {
 		return err
+	}
+	if req.Proxy {
+		if err := a.listenProxy(); err != nil {
+			return err
+		}
 	}
 	a.mu.Lock()
 	a.cfg.Dir = dir

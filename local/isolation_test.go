@@ -443,3 +443,91 @@ func TestProcessLimit(t *testing.T) {
 		t.Fatalf("100 processes under a 32 process limit did not fail: %q", res.Stdout)
 	}
 }
+
+// Threat: a sandbox allowed one API reaching anything else. Listeners on
+// 127.0.0.2 (allowed) and 127.0.0.3 (not) stand for the API and the rest
+// of the world; the proxy that enforces the list runs in the host.
+func TestNetworkAllowlist(t *testing.T) {
+	serve := func(addr, body string) (string, chan struct{}) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("cannot listen on %s: %v", addr, err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		hits := make(chan struct{}, 16)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				hits <- struct{}{}
+				go func() {
+					defer c.Close()
+					buf := make([]byte, 4096)
+					c.Read(buf)
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+				}()
+			}
+		}()
+		return ln.Addr().String(), hits
+	}
+	allowed, allowedHits := serve("127.0.0.2:0", "from-allowed")
+	denied, deniedHits := serve("127.0.0.3:0", "from-denied")
+
+	sb := newSandbox(t, &compute.CreateOptions{NetworkAllow: []string{allowed}})
+	probe := `import urllib.request, http.client, socket, sys
+def get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=10).read().decode()
+    except Exception as e:
+        return "error: " + str(e)
+print("http-allowed", get("http://%s/"))
+print("http-denied", get("http://%s/"))
+# CONNECT, as HTTPS clients do, then plain HTTP through the tunnel.
+c = http.client.HTTPConnection("127.0.0.1", 3128, timeout=10)
+c.set_tunnel("%s")
+try:
+    c.request("GET", "/"); print("connect-allowed", c.getresponse().read().decode())
+except Exception as e:
+    print("connect-allowed error:", e)
+c = http.client.HTTPConnection("127.0.0.1", 3128, timeout=10)
+c.set_tunnel("%s")
+try:
+    c.request("GET", "/"); print("connect-denied", c.getresponse().read().decode())
+except Exception as e:
+    print("connect-denied error:", e)
+# Around the proxy: straight to the allowed address.
+host, port = "%s".rsplit(":", 1)
+try:
+    socket.create_connection((host, int(port)), timeout=5); print("direct connected")
+except OSError as e:
+    print("direct refused", e)`
+	code := fmt.Sprintf(probe, allowed, denied, allowed, denied, allowed)
+	res, err := sb.RunCode(context.Background(), code, &compute.CodeOptions{Runtime: compute.Python})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := res.Stdout
+	t.Log(out)
+	for _, want := range []string{"http-allowed from-allowed", "connect-allowed from-allowed", "direct refused"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q in:\n%s%s", want, out, res.Stderr)
+		}
+	}
+	for _, bad := range []string{"from-denied", "direct connected"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("got %q:\n%s", bad, out)
+		}
+	}
+	if len(deniedHits) != 0 {
+		t.Errorf("the denied listener was reached %d times", len(deniedHits))
+	}
+	if len(allowedHits) != 2 {
+		t.Errorf("the allowed listener was reached %d times, want 2 (one plain, one tunnelled)", len(allowedHits))
+	}
+	info, _ := sb.Info(context.Background())
+	if !strings.Contains(strings.Join(info.Limits, "\n"), "network: only "+allowed) {
+		t.Errorf("Info does not describe the allowlist: %v", info.Limits)
+	}
+}

@@ -137,6 +137,12 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	case compute.NetworkHost:
 		network = true
 	}
+	if len(opts.NetworkAllow) > 0 {
+		network = false // its own namespace; the proxy is the way out
+	}
+	if p.opts.Isolation == IsolationNone && (len(opts.NetworkAllow) > 0 || opts.Network == compute.NetworkNone) {
+		return nil, fmt.Errorf("local: network restrictions need isolation; this provider runs unisolated (IsolationNone): %w", compute.ErrUnsupported)
+	}
 	id := newID()
 	s := p.takePrestarted(network)
 	if s != nil {
@@ -155,6 +161,7 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 			return nil, err
 		}
 	}
+
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -66,6 +66,7 @@ type request struct {
 	Dir   string            `json:"dir,omitempty"`
 	Path  string            `json:"path,omitempty"`
 	Stdin bool              `json:"stdin,omitempty"` // an stdin pipe was sent
+	Proxy bool              `json:"proxy,omitempty"` // init: serve the allowlist proxy
 }
 
 // reply is what the agent answers. Err and Errno describe a failure;

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +69,7 @@ type sandbox struct {
 
 	limits []string      // what the sandbox enforces, for Info
 	cg     *cgroupLimits // nil where cgroups are unavailable
+	proxy  *proxy        // the network allowlist's proxy, if any
 
 	mu        sync.Mutex
 	destroyed bool
@@ -216,8 +218,6 @@ func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 		s.limits = append(s.limits, fmt.Sprintf("disk %s for all files written, %s and /tmp included (tmpfs, counted in memory)", bytesString(p.opts.DiskSize), WorkDir))
 		if network {
 			s.limits = append(s.limits, "network: host")
-		} else {
-			s.limits = append(s.limits, "network: none (own loopback only)")
 		}
 	} else {
 		s.limits = append(s.limits, "isolation: NONE (plain host processes)")
@@ -274,7 +274,25 @@ func (s *sandbox) activate(ctx context.Context, id string, opts *compute.CreateO
 			s.dir = path.Join(s.workDir, s.dir)
 		}
 	}
-	rep, err := s.call(ctx, &request{Op: opInit, Env: opts.Env, Dir: s.dir})
+	env := opts.Env
+	if len(opts.NetworkAllow) > 0 {
+		// The proxy is the only way out; its settings win.
+		env = cloneMap(opts.Env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		for k, v := range proxyEnv() {
+			env[k] = v
+		}
+		s.proxy = newProxy(id, opts.NetworkAllow)
+		s.proxy.wg.Add(1)
+		go s.proxy.serve(s.ctl)
+		s.limits = append(s.limits, fmt.Sprintf("network: only %s (HTTP/HTTPS proxy enforced in the host, at %s inside)", strings.Join(opts.NetworkAllow, ", "), proxyAddr))
+	}
+	if !s.network && s.proxy == nil && s.p.opts.Isolation == IsolationNamespaces {
+		s.limits = append(s.limits, "network: none (own loopback only)")
+	}
+	rep, err := s.call(ctx, &request{Op: opInit, Env: env, Dir: s.dir, Proxy: s.proxy != nil})
 	if err == nil && rep.Err != "" {
 		err = fmt.Errorf("local: working directory %s: %s", s.dir, rep.Err)
 	}
@@ -337,6 +355,9 @@ func (s *sandbox) destroy() error {
 	s.agent.Process.Kill()
 	<-s.exited
 	s.ctl.Close()
+	if s.proxy != nil {
+		s.proxy.stop()
+	}
 	if s.cg != nil {
 		if err := s.cg.remove(); err != nil {
 			return fmt.Errorf("local: %w", err)
