@@ -124,6 +124,10 @@ type CreateOptions struct {
 	// Network selects network access; the zero value is the provider's
 	// default (no network for local, full access for cloud providers).
 	Network Network
+	// GPU asks for GPUs: a type and count in Modal's notation ("T4",
+	// "A100:2", "any"). Empty means none. A provider that cannot give one
+	// fails Create with an error matching ErrUnsupported.
+	GPU string
 	// NetworkAllow, when not empty, lets the sandbox reach these "host:port"
 	// destinations and nothing else; it cannot be combined with
 	// NetworkHost. How it is enforced is the provider's: the local provider

@@ -4,6 +4,7 @@ package local_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -529,5 +530,34 @@ except OSError as e:
 	info, _ := sb.Info(context.Background())
 	if !strings.Contains(strings.Join(info.Limits, "\n"), "network: only "+allowed) {
 		t.Errorf("Info does not describe the allowlist: %v", info.Limits)
+	}
+}
+
+// A GPU request on a machine without one fails clearly instead of giving
+// a sandbox without the GPU; where the host has NVIDIA devices, they are
+// bound in (checked on GPU machines; skipped elsewhere).
+func TestGPURequest(t *testing.T) {
+	p, err := local.New(local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := compute.New(compute.Config{Provider: p})
+	devs, _ := filepath.Glob("/dev/nvidia*")
+	sb, err := c.Create(context.Background(), &compute.CreateOptions{GPU: "any"})
+	if len(devs) == 0 {
+		if !errors.Is(err, compute.ErrUnsupported) || !strings.Contains(err.Error(), "no NVIDIA GPU") {
+			t.Fatalf("GPU request without a GPU: want a clear ErrUnsupported, got %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := shell(t, sb, "ls /dev/nvidia*")
+	for _, d := range devs {
+		if !strings.Contains(res.Stdout, d) {
+			t.Errorf("%s is not in the sandbox: %q", d, res.Stdout)
+		}
 	}
 }

@@ -143,8 +143,18 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if p.opts.Isolation == IsolationNone && (len(opts.NetworkAllow) > 0 || opts.Network == compute.NetworkNone) {
 		return nil, fmt.Errorf("local: network restrictions need isolation; this provider runs unisolated (IsolationNone): %w", compute.ErrUnsupported)
 	}
+	gpus, err := gpuDevices(opts.GPU)
+	if err != nil {
+		return nil, err
+	}
+	if len(gpus) > 0 && p.opts.Isolation == IsolationNone {
+		gpus = nil // plain host processes see the devices anyway
+	}
 	id := newID()
-	s := p.takePrestarted(network)
+	var s *sandbox
+	if len(gpus) == 0 {
+		s = p.takePrestarted(network)
+	}
 	if s != nil {
 		if err := s.activate(ctx, id, opts); err != nil {
 			s.destroy()
@@ -153,7 +163,7 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	}
 	if s == nil {
 		var err error
-		if s, err = p.startCancelable(ctx, network); err != nil {
+		if s, err = p.startCancelable(ctx, network, gpus); err != nil {
 			return nil, err
 		}
 		if err := s.activate(ctx, id, opts); err != nil {
@@ -245,14 +255,14 @@ func (p *Provider) Close() error {
 
 // startCancelable starts a sandbox, giving up (and cleaning up) when ctx
 // is done first.
-func (p *Provider) startCancelable(ctx context.Context, network bool) (*sandbox, error) {
+func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []string) (*sandbox, error) {
 	type started struct {
 		s   *sandbox
 		err error
 	}
 	ch := make(chan started, 1)
 	go func() {
-		s, err := startAgent(p, network)
+		s, err := startAgent(p, network, gpus)
 		ch <- started{s, err}
 	}()
 	select {
@@ -304,7 +314,7 @@ func (p *Provider) fill() {
 			return
 		}
 		p.mu.Unlock()
-		s, err := startAgent(p, p.opts.Network)
+		s, err := startAgent(p, p.opts.Network, nil)
 		p.mu.Lock()
 		if err != nil || p.closed {
 			p.fillingNow = false

@@ -21,7 +21,9 @@ type sandbox struct {
 	created time.Time
 }
 
-func startAgent(*Provider, bool) (*sandbox, error) { return nil, checkSupport(Options{}) }
+func startAgent(*Provider, bool, []string) (*sandbox, error) { return nil, checkSupport(Options{}) }
+
+func gpuDevices(string) ([]string, error) { return nil, nil }
 
 func (s *sandbox) activate(context.Context, string, *compute.CreateOptions) error {
 	return checkSupport(Options{})

@@ -37,6 +37,7 @@ type agentConfig struct {
 	DiskSize int64             `json:"diskSize"`           // bytes, for everything written
 	Limits   limits            `json:"limits"`             // rlimits for sandboxed processes
 	Hostname string            `json:"hostname,omitempty"` // UTS name
+	GPUs     []string          `json:"gpus,omitempty"`     // host device nodes to bind in
 }
 
 type limits struct {

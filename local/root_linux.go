@@ -94,6 +94,13 @@ func buildRoot(cfg *agentConfig) error {
 			return err
 		}
 	}
+	// GPUs, when asked for: the NVIDIA device nodes (the driver's
+	// libraries come with /usr).
+	for _, dev := range cfg.GPUs {
+		if err := bindFile(dev, in(dev), false); err != nil {
+			return fmt.Errorf("bind GPU device: %w", err)
+		}
+	}
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
 		if err := os.Symlink(target, in("dev/"+name)); err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -93,9 +94,10 @@ func hostID() (uid, gid int) {
 // startAgent starts a sandbox up to the point where it can run commands,
 // without anything of a particular Create: that is bound by activate. The
 // split lets the provider start sandboxes ahead of demand (Prestart).
-func startAgent(p *Provider, network bool) (s *sandbox, err error) {
+func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error) {
 	isolate := p.opts.Isolation == IsolationNamespaces
 	cfg := agentConfig{
+		GPUs:     gpus,
 		Isolate:  isolate,
 		Confine:  hardening,
 		WorkDir:  WorkDir,
@@ -214,6 +216,9 @@ func startAgent(p *Provider, network bool) (s *sandbox, err error) {
 	s.limits = append(s.limits,
 		fmt.Sprintf("open files %d per process (RLIMIT_NOFILE)", p.opts.MaxOpenFiles),
 		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)))
+	if len(gpus) > 0 {
+		s.limits = append(s.limits, "gpu: "+strings.Join(gpus, ", "))
+	}
 	if isolate {
 		s.limits = append(s.limits, fmt.Sprintf("disk %s for all files written, %s and /tmp included (tmpfs, counted in memory)", bytesString(p.opts.DiskSize), WorkDir))
 		if network {
@@ -821,4 +826,24 @@ func bigPipe() (r, w *os.File, err error) {
 	}
 	unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
 	return r, w, nil
+}
+
+// gpuDevices returns the device nodes that give a sandbox the host's
+// NVIDIA GPUs, or an error saying there are none. Local sandboxes get all
+// of the host's GPUs; the type in the request is not checked.
+func gpuDevices(request string) ([]string, error) {
+	if request == "" {
+		return nil, nil
+	}
+	devs, _ := filepath.Glob("/dev/nvidia*")
+	var out []string
+	for _, d := range devs {
+		if fi, err := os.Stat(d); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("local: GPU %q requested, but this machine has no NVIDIA GPU (no /dev/nvidia* devices); use a provider with GPUs (modal): %w", request, compute.ErrUnsupported)
+	}
+	return out, nil
 }
