@@ -173,15 +173,7 @@ func TestEscapeLinks(t *testing.T) {
 // Threat: exhausting the host's memory. The offender is killed, the
 // sandbox survives and says why.
 func TestEscapeMemory(t *testing.T) {
-	p, err := local.New(local.Options{MaxMemory: 128 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	sb, err := compute.New(compute.Config{Provider: p}).Create(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := newSandboxWith(t, local.Options{MaxMemory: 128 << 20}, nil)
 	if info, _ := sb.Info(context.Background()); !strings.Contains(strings.Join(info.Limits, "\n"), "cgroup") {
 		t.Skipf("cgroups are not available here (%v); the memory limit is a per-process rlimit", info.Limits)
 	}
@@ -205,15 +197,7 @@ func TestEscapeMemory(t *testing.T) {
 // memory file systems with a size cap: writing past it fails with ENOSPC
 // inside, and the host's disk is not involved.
 func TestEscapeDisk(t *testing.T) {
-	p, err := local.New(local.Options{DiskSize: 32 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	sb, err := compute.New(compute.Config{Provider: p}).Create(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := newSandboxWith(t, local.Options{DiskSize: 32 << 20}, nil)
 	var before syscall.Statfs_t
 	syscall.Statfs(os.TempDir(), &before)
 	for _, dir := range []string{"/workspace", "/tmp", "/"} {
@@ -223,7 +207,7 @@ func TestEscapeDisk(t *testing.T) {
 		}
 	}
 	// Through the Filesystem API as well, with the error kept.
-	err = sb.Filesystem().WriteFile(context.Background(), "/workspace/big", make([]byte, 64<<20))
+	err := sb.Filesystem().WriteFile(context.Background(), "/workspace/big", make([]byte, 64<<20))
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("WriteFile past the cap: want ENOSPC, got %v", err)
 	}
@@ -231,15 +215,7 @@ func TestEscapeDisk(t *testing.T) {
 
 // Threat: a fork bomb. It fails inside; the host and the sandbox go on.
 func TestEscapeForkBomb(t *testing.T) {
-	p, err := local.New(local.Options{MaxProcesses: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	sb, err := compute.New(compute.Config{Provider: p}).Create(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := newSandboxWith(t, local.Options{MaxProcesses: 64}, nil)
 	res, err := sb.RunCode(context.Background(), `import os, time
 n = 0
 try:
@@ -252,13 +228,9 @@ except OSError as e:
 	if err != nil || !strings.Contains(res.Stdout, "stopped after") {
 		t.Fatalf("fork bomb was not stopped: %+v %v", res, err)
 	}
-	sb.Destroy(context.Background())
-	sb2, err := compute.New(compute.Config{Provider: p}).Create(context.Background(), nil)
-	if err != nil {
-		t.Fatalf("a new sandbox after the fork bomb: %v", err)
-	}
-	if res := shell(t, sb2, "echo ok"); res.Stdout != "ok\n" {
-		t.Fatalf("%+v", res)
+	// The sandbox goes on.
+	if res := shell(t, sb, "echo ok"); res.Stdout != "ok\n" {
+		t.Fatalf("after the fork bomb: %+v", res)
 	}
 }
 

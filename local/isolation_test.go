@@ -25,7 +25,14 @@ import (
 
 func newSandbox(t *testing.T, opts *compute.CreateOptions) *compute.Sandbox {
 	t.Helper()
-	p, err := local.New(local.Options{})
+	return newSandboxWith(t, local.Options{}, opts)
+}
+
+// newSandboxWith creates a sandbox on a provider of its own, both cleaned
+// up with the test.
+func newSandboxWith(t *testing.T, popts local.Options, opts *compute.CreateOptions) *compute.Sandbox {
+	t.Helper()
+	p, err := local.New(popts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,15 +434,7 @@ func TestCapturedOutputIsCapped(t *testing.T) {
 
 // Threat: a fork bomb taking the host down.
 func TestProcessLimit(t *testing.T) {
-	p, err := local.New(local.Options{MaxProcesses: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	sb, err := compute.New(compute.Config{Provider: p}).Create(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := newSandboxWith(t, local.Options{MaxProcesses: 32}, nil)
 	res, err := sb.RunShell(context.Background(), "for i in $(seq 100); do sleep 5 & done 2>&1 | head -1; echo after", &compute.RunOptions{Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
