@@ -23,6 +23,7 @@ type commonFlags struct {
 	timeout   time.Duration
 	network   bool
 	isolation string
+	server    string
 }
 
 func (c *commonFlags) add(fs *pflag.FlagSet) {
@@ -30,6 +31,7 @@ func (c *commonFlags) add(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 0, "kill the program after this long (30s, 500ms, 10m) and exit 124; 0: no limit but the sandbox's lifetime (5m on local)")
 	fs.BoolVar(&c.network, "network", false, "give the sandbox the host's network (default: no network)")
 	fs.StringVar(&c.isolation, "isolation", string(local.IsolationNamespaces), `local provider: "none" runs the program as a plain host process, NOT isolated: trusted code only`)
+	fs.StringVar(&c.server, "server", "", "run the sandbox on the compute server at this URL (see compute serve), with the token in $COMPUTE_TOKEN")
 }
 
 func (c *commonFlags) validate() error {
@@ -63,7 +65,7 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 		a.errorf("WARNING: --isolation none: the program runs as a plain process on this machine, " +
 			"with this user's access to its files, processes and network; use it only for code you trust")
 	}
-	p, err := a.newProvider(cf.provider, providerOptions{isolation: cf.isolation})
+	p, err := a.newProvider(cf.provider, providerOptions{isolation: cf.isolation, server: cf.server})
 	if err != nil {
 		return err
 	}
@@ -76,6 +78,8 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 	opts := &compute.CreateOptions{Network: compute.NetworkNone}
 	if cf.network {
 		opts.Network = compute.NetworkHost
+	} else if cf.isolation == string(local.IsolationNone) {
+		opts.Network = compute.NetworkDefault // unisolated: there is no restriction to ask for
 	}
 	if cf.timeout > 0 {
 		opts.Timeout = cf.timeout + sandboxLifetimeMargin

@@ -167,6 +167,7 @@ interrupted.`,
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(a.runCommand(), a.execCommand(), a.versionCommand())
+	root.AddCommand(a.serveCommand())
 	return root
 }
 

@@ -23,6 +23,9 @@ type provider interface {
 type providerOptions struct {
 	// isolation is the local provider's isolation ("namespaces" or "none").
 	isolation string
+	// server is a compute server's URL (--server): the remote provider
+	// for it replaces the named one (see newRemote in serve.go).
+	server string
 }
 
 // providerFactory starts a provider for one CLI invocation.
@@ -43,6 +46,9 @@ func newLocal(o providerOptions) (provider, error) {
 
 // newProvider starts the named provider, or explains which ones exist.
 func (a *app) newProvider(name string, o providerOptions) (provider, error) {
+	if o.server != "" {
+		return newRemote(name, o)
+	}
 	f, ok := a.providers[name]
 	if !ok {
 		return nil, usagef("unknown provider %q (available: %s)", name, strings.Join(providerNames(a.providers), ", "))

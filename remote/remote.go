@@ -1,0 +1,362 @@
+// Package remote is a compute provider that runs sandboxes on a compute
+// server (package server, "compute serve") over HTTP:
+//
+//	c := compute.New(compute.Config{Provider: remote.New("http://127.0.0.1:8080", os.Getenv("COMPUTE_TOKEN"))})
+//
+// gives the same API as a local provider: commands with stdin, env and
+// working directory, output streamed as it is produced (stdout and stderr
+// apart), kill and timeouts that kill the remote process, background
+// processes, and a native filesystem with streamed uploads and downloads.
+// Errors keep their kind: an unknown sandbox matches compute.ErrNotFound, a
+// missing command compute.ErrCommandNotFound, a missing file
+// fs.ErrNotExist, a bad token compute.ErrAuthentication, a full server
+// compute.ErrQuotaExceeded; *Error has the HTTP details.
+//
+// It uses the server's v1 endpoints (see the server package and its
+// openapi.json). A command holds one HTTP request open while it runs:
+// closing it, or losing the connection, kills the command on the server.
+package remote
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server"
+)
+
+// Options configures a Provider.
+type Options struct {
+	// URL is the server's base URL, such as "http://127.0.0.1:8080" (the
+	// endpoints are under /api/compute). A path is kept as a prefix, for
+	// a server mounted under one behind a proxy.
+	URL string
+	// Token is sent as "Authorization: Bearer <Token>" when set.
+	Token string
+	// HTTPClient makes the requests; nil means a client of the Provider's
+	// own, with a pool of keep-alive connections. It must not have a
+	// Timeout: commands hold their request open while they run (contexts
+	// bound every call instead).
+	HTTPClient *http.Client
+	// Name is the provider's name in compute's router and in Info; empty
+	// means "remote". Give each server its own name to route among several.
+	Name string
+}
+
+// Provider talks to one compute server. It is safe for concurrent use.
+type Provider struct {
+	base   string // URL without a trailing slash
+	urlErr error
+	token  string
+	client *http.Client
+	own    bool // client is ours: Close closes its connections
+	name   string
+
+	mu      sync.Mutex
+	created map[string]bool // sandboxes created here and not destroyed here
+}
+
+var _ compute.Provider = (*Provider)(nil)
+
+// New returns a provider for the server at url, authenticating with token
+// (empty for a server without one). It does not contact the server: a bad
+// URL or an unreachable server shows in the first call's error.
+func New(url, token string) *Provider {
+	return NewWithOptions(Options{URL: url, Token: token})
+}
+
+// NewWithOptions returns a provider configured by opts.
+func NewWithOptions(opts Options) *Provider {
+	p := &Provider{token: opts.Token, client: opts.HTTPClient, name: opts.Name, created: map[string]bool{}}
+	if p.name == "" {
+		p.name = "remote"
+	}
+	if p.client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Every running command holds a connection; keep plenty for reuse.
+		t.MaxIdleConnsPerHost = 64
+		p.client = &http.Client{Transport: t}
+		p.own = true
+	}
+	u, err := url.Parse(opts.URL)
+	switch {
+	case err != nil:
+		p.urlErr = fmt.Errorf("bad server URL %q: %w", opts.URL, err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		p.urlErr = fmt.Errorf("bad server URL %q: want http://HOST:PORT or https://HOST", opts.URL)
+	default:
+		p.base = strings.TrimSuffix(u.String(), "/")
+	}
+	return p
+}
+
+// Name returns the provider's name ("remote" unless Options.Name).
+func (p *Provider) Name() string { return p.name }
+
+// Close destroys the sandboxes created through this Provider that were not
+// destroyed through it, and closes its idle connections. The server
+// destroys its sandboxes itself when it shuts down.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	ids := make([]string, 0, len(p.created))
+	for id := range p.created {
+		ids = append(ids, id)
+	}
+	p.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := p.Destroy(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if p.own {
+		p.client.CloseIdleConnections()
+	}
+	return errors.Join(errs...)
+}
+
+// Create creates a sandbox on the server.
+func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+	if opts == nil {
+		opts = &compute.CreateOptions{}
+	}
+	req := server.CreateRequest{
+		Runtime: string(opts.Runtime), Timeout: millis(opts.Timeout), Env: opts.Env, Dir: opts.Dir,
+		Name: opts.Name, Metadata: opts.Metadata, Network: string(opts.Network),
+		NetworkAllow: opts.NetworkAllow, GPU: opts.GPU,
+	}
+	var info server.SandboxInfo
+	if err := p.call(ctx, http.MethodPost, "/sandboxes", nil, req, &info); err != nil {
+		return nil, fmt.Errorf("remote: create sandbox: %w", err)
+	}
+	p.mu.Lock()
+	p.created[info.ID] = true
+	p.mu.Unlock()
+	return &Sandbox{p: p, id: info.ID}, nil
+}
+
+// Get returns a live sandbox of the server by id.
+func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+	if id == "" {
+		return nil, fmt.Errorf("remote: sandbox id is empty: %w", compute.ErrNotFound)
+	}
+	var info server.SandboxInfo
+	if err := p.call(ctx, http.MethodGet, sandboxPath(id), nil, nil, &info); err != nil {
+		return nil, fmt.Errorf("remote: get sandbox %s: %w", id, err)
+	}
+	return &Sandbox{p: p, id: info.ID}, nil
+}
+
+// List returns the server's live sandboxes.
+func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+	var list server.SandboxList
+	if err := p.call(ctx, http.MethodGet, "/sandboxes", nil, nil, &list); err != nil {
+		return nil, fmt.Errorf("remote: list sandboxes: %w", err)
+	}
+	out := make([]compute.ProviderSandbox, len(list.Sandboxes))
+	for i, info := range list.Sandboxes {
+		out[i] = &Sandbox{p: p, id: info.ID}
+	}
+	return out, nil
+}
+
+// Destroy destroys a sandbox on the server; an unknown id is not an error.
+func (p *Provider) Destroy(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := p.call(ctx, http.MethodDelete, sandboxPath(id), nil, nil, nil); err != nil {
+		return fmt.Errorf("remote: destroy sandbox %s: %w", id, err)
+	}
+	p.mu.Lock()
+	delete(p.created, id)
+	p.mu.Unlock()
+	return nil
+}
+
+// Sandbox is a sandbox on a compute server: what the compute package's
+// Sandbox.Driver returns for this provider.
+type Sandbox struct {
+	p  *Provider
+	id string
+}
+
+var (
+	_ compute.ProviderSandbox    = (*Sandbox)(nil)
+	_ compute.FileSystemProvider = (*Sandbox)(nil)
+)
+
+// ID returns the sandbox's id on the server.
+func (s *Sandbox) ID() string { return s.id }
+
+// Info describes the sandbox as the server sees it now.
+func (s *Sandbox) Info(ctx context.Context) (*compute.Info, error) {
+	var info server.SandboxInfo
+	if err := s.p.call(ctx, http.MethodGet, sandboxPath(s.id), nil, nil, &info); err != nil {
+		return nil, fmt.Errorf("remote: sandbox %s: %w", s.id, err)
+	}
+	return &compute.Info{
+		ID: info.ID, Provider: s.p.name, Name: info.Name, Status: compute.Status(info.Status),
+		Runtime: compute.Runtime(info.Runtime), CreatedAt: info.CreatedAt, Timeout: time.Duration(info.Timeout) * time.Millisecond,
+		Metadata: info.Metadata, Limits: info.Limits,
+	}, nil
+}
+
+func sandboxPath(id string) string { return "/sandboxes/" + url.PathEscape(id) }
+
+// millis is d in milliseconds, rounded up so that a positive duration
+// never reads as 0 ("the default").
+func millis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// request builds a request for a v1 endpoint.
+func (p *Provider) request(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
+	if p.urlErr != nil {
+		return nil, p.urlErr
+	}
+	u := p.base + server.V1Path + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	req.Header.Set("User-Agent", "compute-remote/1")
+	return req, nil
+}
+
+// do sends a request; a reply other than 2xx is turned into an error.
+func (p *Provider) do(req *http.Request) (*http.Response, error) {
+	resp, err := p.client.Do(req)
+	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, errorFrom(resp)
+	}
+	return resp, nil
+}
+
+// call sends a JSON request (in, when not nil) and decodes the JSON reply
+// into out (when not nil).
+func (p *Provider) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := p.request(ctx, method, path, query, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := p.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("reading the server's reply to %s %s: %w", method, path, err)
+		}
+	}
+	io.Copy(io.Discard, resp.Body) // so that the connection is reused
+	return nil
+}
+
+// Error is a reply of the server other than success. It matches (errors.Is)
+// the compute or io/fs error of its kind.
+type Error struct {
+	// StatusCode is the HTTP status.
+	StatusCode int
+	// Code is the server's error code (server.CodeSandboxNotFound, ...).
+	Code string
+	// Message is the server's message.
+	Message string
+	kind    error
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the compute or io/fs error the reply stands for, or nil.
+func (e *Error) Unwrap() error { return e.kind }
+
+// errorFrom reads an error reply.
+func errorFrom(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var er server.ErrorResponse
+	if json.Unmarshal(b, &er) != nil || er.Error == "" {
+		er.Error = strings.TrimSpace(string(b))
+		if er.Error == "" || !utf8Printable(er.Error) {
+			er.Error = resp.Status
+		}
+	}
+	return newError(resp.StatusCode, er)
+}
+
+// newError builds the Error for a reply (status 0: an error event of an
+// exec stream).
+func newError(status int, er server.ErrorResponse) *Error {
+	e := &Error{StatusCode: status, Code: er.Code, Message: er.Error}
+	if er.Reason != "" {
+		e.Message = er.Reason
+	}
+	switch {
+	case er.Code == server.CodeSandboxNotFound || er.Code == "" && status == http.StatusNotFound:
+		e.kind = compute.ErrNotFound
+	case er.Code == server.CodeSandboxStopped:
+		e.kind = compute.ErrStopped
+	case er.Code == server.CodeOutOfMemory:
+		e.kind = compute.ErrOutOfMemory
+	case er.Code == server.CodeCommandNotFound:
+		e.kind = compute.ErrCommandNotFound
+	case er.Code == server.CodeNotExist:
+		e.kind = fs.ErrNotExist
+	case er.Code == server.CodeExist:
+		e.kind = fs.ErrExist
+	case er.Code == server.CodePermission:
+		e.kind = fs.ErrPermission
+	case er.Code == server.CodeUnauthorized || status == http.StatusUnauthorized:
+		e.kind = compute.ErrAuthentication
+	case er.Code == server.CodeLimit || status == http.StatusTooManyRequests:
+		e.kind = compute.ErrQuotaExceeded
+	case er.Code == server.CodeUnsupported || status == http.StatusNotImplemented:
+		e.kind = compute.ErrUnsupported
+	case er.Code == server.CodeTimeout || status == http.StatusGatewayTimeout:
+		e.kind = compute.ErrTimeout
+	}
+	return e
+}
+
+func utf8Printable(s string) bool {
+	return len(s) < 1000 && !strings.ContainsAny(s, "\x00<")
+}

@@ -1,0 +1,175 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/computesdk-go/compute"
+)
+
+// writeJSON writes v as the whole reply.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Only a bug can get here: every value written is plain data.
+		status = http.StatusInternalServerError
+		b.Reset()
+		fmt.Fprintf(&b, `{"error":%q,"code":%q}`+"\n", "encoding the reply: "+err.Error(), CodeInternal)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(b.Bytes()) // a failed write means the client is gone
+}
+
+// writeError answers err in the request's flavor, unless the reply has
+// begun (then the error only reaches the access log).
+func (s *Server) writeError(w *respWriter, r *http.Request, fl flavor, err error) {
+	ae := s.classify(r.Context(), err)
+	info, _ := r.Context().Value(reqInfoKey{}).(*reqInfo)
+	sandbox := ""
+	if info != nil {
+		info.mu.Lock()
+		info.errMsg = ae.msg
+		sandbox = info.sandbox
+		info.mu.Unlock()
+	}
+	if w.wroteHeader {
+		return
+	}
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="compute"`)
+	}
+	if fl == flavorSeed {
+		writeJSON(w, ae.status, &seedResponse{Error: ae.msg, SandboxID: sandbox, Provider: s.provider})
+		return
+	}
+	writeJSON(w, ae.status, &ErrorResponse{Error: ae.msg, Code: ae.code, Reason: ae.reason})
+}
+
+// readJSON decodes the request body into v, within MaxBodyBytes.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	err := dec.Decode(v)
+	if err == nil {
+		// Like JSON.parse, refuse anything after the value.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the JSON value")
+			if terr != nil {
+				err = terr
+			}
+		}
+	}
+	var mbe *http.MaxBytesError
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return err
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return badRequest("Invalid JSON in request body: the body must be a JSON object")
+		}
+		return badRequest("Invalid JSON in request body: field %s must be %s, not a JSON %s", field, jsonType(te.Type.Kind().String()), te.Value)
+	case r.Context().Err() != nil:
+		return r.Context().Err()
+	}
+	return badRequest("Invalid JSON in request body")
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "map", "struct", "ptr":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	}
+	return "a number"
+}
+
+// millis turns a count of milliseconds into a duration.
+func millis(field string, ms float64) (time.Duration, error) {
+	if ms < 0 || math.IsNaN(ms) || ms > float64(math.MaxInt64/int64(time.Millisecond)) {
+		return 0, badRequest("%s must be a non-negative number of milliseconds, got %v", field, ms)
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// toMillis is d in whole milliseconds, rounded up so that a positive
+// duration never becomes 0 ("the default").
+func toMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func parseRuntime(rt string) (compute.Runtime, error) {
+	switch compute.Runtime(rt) {
+	case "", compute.Python, compute.Node:
+		return compute.Runtime(rt), nil
+	}
+	return "", badRequest("unknown runtime %q (want %q or %q)", rt, compute.Python, compute.Node)
+}
+
+func checkArgv(argv []string) error {
+	if len(argv) == 0 || argv[0] == "" {
+		return badRequest("argv is required: the program and its arguments")
+	}
+	for _, a := range argv {
+		if strings.ContainsRune(a, 0) {
+			return badRequest("argument %q contains a NUL byte", a)
+		}
+	}
+	return nil
+}
+
+func checkEnv(env map[string]string) error {
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return badRequest("invalid environment variable name %q", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			return badRequest("environment variable %s contains a NUL byte", k)
+		}
+	}
+	return nil
+}
+
+func checkPath(p string) error {
+	if p == "" {
+		return badRequest("path is required")
+	}
+	if strings.ContainsRune(p, 0) {
+		return badRequest("path %q contains a NUL byte", p)
+	}
+	return nil
+}
+
+func checkDir(d string) error {
+	if strings.ContainsRune(d, 0) {
+		return badRequest("working directory %q contains a NUL byte", d)
+	}
+	return nil
+}
+
+// isoTime is JavaScript's Date.prototype.toISOString.
+func isoTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}

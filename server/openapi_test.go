@@ -1,0 +1,99 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestOpenAPI checks the checked-in OpenAPI document against the code:
+// every endpoint the server routes is documented, nothing else is, and
+// the seed's actions and the error codes are the ones the code knows.
+func TestOpenAPI(t *testing.T) {
+	var doc struct {
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	file, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(file, &doc); err != nil {
+		t.Fatalf("openapi.json is not valid JSON: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Errorf("openapi = %q; want an OpenAPI 3 document", doc.OpenAPI)
+	}
+
+	s := New(nil, Options{IdleTimeout: -1, Logger: slog.New(slog.DiscardHandler)})
+	defer s.Close()
+	want := map[string]bool{"POST " + SeedPath: true, "GET " + OpenAPIPath: true, "GET " + HealthPath: true}
+	for pattern := range s.routeTable() {
+		want[pattern] = true
+	}
+	got := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method == "parameters" {
+				continue
+			}
+			got[strings.ToUpper(method)+" "+path] = true
+		}
+	}
+	for p := range want {
+		if !got[p] {
+			t.Errorf("endpoint %s is not in openapi.json", p)
+		}
+	}
+	for p := range got {
+		if !want[p] {
+			t.Errorf("openapi.json documents %s, which the server does not serve", p)
+		}
+	}
+
+	actions := []string{actionCreate, actionList, actionDestroy, actionGetInfo, actionRunCode, actionRunCommand,
+		actionReadFile, actionWriteFile, actionMkdir, actionReaddir, actionExists, actionRemove}
+	if enum := doc.Components.Schemas["SeedRequest"].Properties["action"].Enum; !slices.Equal(enum, actions) {
+		t.Errorf("SeedRequest.action enum %q; want %q", enum, actions)
+	}
+	codes := []string{CodeBadRequest, CodeUnauthorized, CodePermission, CodeForbidden, CodeNotFound, CodeSandboxNotFound,
+		CodeProcessNotFound, CodeNotExist, CodeMethodNotAllowed, CodeExist, CodeConflict, CodeSandboxStopped, CodeTooLarge,
+		CodeCommandNotFound, CodeFileError, CodeSyntaxError, CodeOutOfMemory, CodeLimit, CodeInternal, CodeUnsupported, CodeUnavailable, CodeTimeout}
+	enum := doc.Components.Schemas["Error"].Properties["code"].Enum
+	slices.Sort(enum)
+	slices.Sort(codes)
+	if !slices.Equal(enum, codes) {
+		t.Errorf("Error.code enum %q; want %q", enum, codes)
+	}
+	events := []string{EventStart, EventStdout, EventStderr, EventExit, EventError, EventPing}
+	if enum := doc.Components.Schemas["Event"].Properties["type"].Enum; !slices.Equal(enum, events) {
+		t.Errorf("Event.type enum %q; want %q", enum, events)
+	}
+
+	// Served as checked in, without a token.
+	s2 := New(nil, Options{Token: "t", IdleTimeout: -1, Logger: slog.New(slog.DiscardHandler)})
+	defer s2.Close()
+	rec := httptest.NewRecorder()
+	s2.ServeHTTP(rec, httptest.NewRequest("GET", OpenAPIPath, nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	if rec.Code != 200 || string(body) != string(file) || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("GET %s: %d, %d bytes, %q; want 200 and openapi.json", OpenAPIPath, rec.Code, len(body), rec.Header().Get("Content-Type"))
+	}
+	rec = httptest.NewRecorder()
+	s2.ServeHTTP(rec, httptest.NewRequest("POST", OpenAPIPath, nil))
+	if rec.Code != 405 {
+		t.Errorf("POST %s: %d; want 405", OpenAPIPath, rec.Code)
+	}
+}

@@ -1,0 +1,411 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+	"unicode/utf8"
+
+	"github.com/computesdk-go/compute"
+)
+
+// The seed's actions.
+const (
+	actionCreate     = "compute.sandbox.create"
+	actionList       = "compute.sandbox.list"
+	actionDestroy    = "compute.sandbox.destroy"
+	actionGetInfo    = "compute.sandbox.getInfo"
+	actionRunCode    = "compute.sandbox.runCode"
+	actionRunCommand = "compute.sandbox.runCommand"
+	actionReadFile   = "compute.sandbox.filesystem.readFile"
+	actionWriteFile  = "compute.sandbox.filesystem.writeFile"
+	actionMkdir      = "compute.sandbox.filesystem.mkdir"
+	actionReaddir    = "compute.sandbox.filesystem.readdir"
+	actionExists     = "compute.sandbox.filesystem.exists"
+	actionRemove     = "compute.sandbox.filesystem.remove"
+)
+
+// seedRequest is the seed's ComputeRequest. Pointers tell a missing field
+// from an empty one where the seed does.
+type seedRequest struct {
+	Action    json.RawMessage `json:"action"`
+	SandboxID string          `json:"sandboxId"`
+	Code      *string         `json:"code"`
+	Command   *string         `json:"command"`
+	Args      []string        `json:"args"`
+	Runtime   string          `json:"runtime"`
+	Path      *string         `json:"path"`
+	Content   *string         `json:"content"`
+	// Encoding is this server's addition: "base64" makes readFile and
+	// writeFile move any bytes.
+	Encoding       string              `json:"encoding"`
+	Options        *seedCreateOptions  `json:"options"`
+	CommandOptions *seedCommandOptions `json:"commandOptions"`
+}
+
+type seedCreateOptions struct {
+	Runtime string `json:"runtime"`
+	// Timeout is the sandbox's lifetime in milliseconds.
+	Timeout   float64 `json:"timeout"`
+	SandboxID string  `json:"sandboxId"`
+}
+
+type seedCommandOptions struct {
+	Background bool `json:"background"`
+}
+
+// action is the action as the seed's error message prints it.
+func (r *seedRequest) action() string {
+	if len(r.Action) == 0 || string(r.Action) == "null" {
+		return "undefined"
+	}
+	var s string
+	if json.Unmarshal(r.Action, &s) == nil {
+		return s
+	}
+	return string(r.Action)
+}
+
+// seedResponse is the seed's ComputeResponse.
+type seedResponse struct {
+	Success     bool           `json:"success"`
+	Error       string         `json:"error,omitempty"`
+	SandboxID   string         `json:"sandboxId"`
+	Provider    string         `json:"provider"`
+	Result      *seedResult    `json:"result,omitempty"`
+	Info        *seedInfo      `json:"info,omitempty"`
+	FileContent *string        `json:"fileContent,omitempty"`
+	Encoding    string         `json:"encoding,omitempty"`
+	Files       *[]seedFile    `json:"files,omitempty"`
+	Exists      *bool          `json:"exists,omitempty"`
+	Sandboxes   *[]seedSandbox `json:"sandboxes,omitempty"`
+}
+
+type seedResult struct {
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	ExitCode int    `json:"exitCode"`
+	// ExecutionTime is in milliseconds.
+	ExecutionTime int64 `json:"executionTime"`
+	IsBackground  bool  `json:"isBackground,omitempty"`
+	PID           int64 `json:"pid,omitempty"`
+	// Truncated is this server's addition: output past MaxOutputBytes was
+	// dropped.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+type seedInfo struct {
+	ID        string `json:"id"`
+	Provider  string `json:"provider"`
+	Runtime   string `json:"runtime"`
+	Status    string `json:"status"`
+	CreatedAt string `json:"createdAt"`
+	// Timeout is in milliseconds.
+	Timeout  int64             `json:"timeout"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+type seedFile struct {
+	Name         string `json:"name"`
+	Path         string `json:"path"`
+	IsDirectory  bool   `json:"isDirectory"`
+	Size         int64  `json:"size"`
+	LastModified string `json:"lastModified"`
+}
+
+type seedSandbox struct {
+	SandboxID string `json:"sandboxId"`
+	Provider  string `json:"provider"`
+}
+
+// handleSeed answers the seed's protocol: POST {action, ...}.
+func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Only POST requests are supported")
+	}
+	var req seedRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	action := req.action()
+	annotate(r, action, req.SandboxID)
+	resp, err := s.seedAction(r.Context(), &req, action)
+	if err != nil {
+		return err
+	}
+	resp.Success = true
+	resp.Provider = s.provider
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// seedAction runs one action, in the seed's order of checks: create, list
+// and destroy first; every other action needs a sandboxId that names a
+// live sandbox, then its own fields.
+func (s *Server) seedAction(ctx context.Context, req *seedRequest, action string) (*seedResponse, error) {
+	switch action {
+	case actionCreate:
+		opts := &compute.CreateOptions{Runtime: compute.Python}
+		if o := req.Options; o != nil {
+			rt, err := parseRuntime(o.Runtime)
+			if err != nil {
+				return nil, err
+			}
+			if opts.Timeout, err = millis("options.timeout", o.Timeout); err != nil {
+				return nil, err
+			}
+			opts.Runtime = rt
+			if o.SandboxID != "" {
+				// Reconnect to a sandbox this server holds.
+				_, release, err := s.acquire(o.SandboxID)
+				if err != nil {
+					return nil, err
+				}
+				release()
+				return &seedResponse{SandboxID: o.SandboxID}, nil
+			}
+		}
+		e, err := s.create(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return &seedResponse{SandboxID: e.sb.ID()}, nil
+
+	case actionList:
+		entries, err := s.list(ctx)
+		if err != nil {
+			return nil, err
+		}
+		list := make([]seedSandbox, 0, len(entries))
+		for _, e := range entries {
+			list = append(list, seedSandbox{SandboxID: e.sb.ID(), Provider: s.provider})
+		}
+		return &seedResponse{SandboxID: "", Sandboxes: &list}, nil
+
+	case actionDestroy:
+		if req.SandboxID == "" {
+			return nil, badRequest("sandboxId is required for destroy action")
+		}
+		// An unknown or already destroyed sandbox is no error, as in the
+		// seed; a sandbox this server did not create is left alone.
+		if s.forget(req.SandboxID) {
+			if err := s.destroy(req.SandboxID); err != nil {
+				return nil, err
+			}
+		}
+		return &seedResponse{SandboxID: req.SandboxID}, nil
+	}
+
+	if req.SandboxID == "" {
+		return nil, badRequest("sandboxId is required for this action")
+	}
+	e, release, err := s.acquire(req.SandboxID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	resp, err := s.seedSandboxAction(ctx, e, req, action)
+	if err != nil {
+		s.gone(e, err)
+		return nil, err
+	}
+	resp.SandboxID = req.SandboxID
+	return resp, nil
+}
+
+func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedRequest, action string) (*seedResponse, error) {
+	sb := e.sb
+	switch action {
+	case actionGetInfo:
+		info, err := sb.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rt := info.Runtime
+		if rt == "" {
+			rt = e.runtime
+		}
+		return &seedResponse{Info: &seedInfo{
+			ID: info.ID, Provider: s.provider, Runtime: string(rt), Status: string(info.Status),
+			CreatedAt: isoTime(info.CreatedAt), Timeout: toMillis(info.Timeout), Metadata: info.Metadata,
+		}}, nil
+
+	case actionRunCode:
+		if req.Code == nil || *req.Code == "" {
+			return nil, badRequest("code is required")
+		}
+		rt, err := parseRuntime(req.Runtime)
+		if err != nil {
+			return nil, err
+		}
+		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: rt, RunOptions: compute.RunOptions{MaxOutput: s.opts.MaxOutputBytes}})
+		if err != nil {
+			return nil, err
+		}
+		return &seedResponse{Result: seedResultOf(res)}, nil
+
+	case actionRunCommand:
+		if req.Command == nil || *req.Command == "" {
+			return nil, badRequest("command is required")
+		}
+		argv := append([]string{*req.Command}, req.Args...)
+		if err := checkArgv(argv); err != nil {
+			return nil, err
+		}
+		if req.CommandOptions != nil && req.CommandOptions.Background {
+			return s.seedBackground(ctx, e, argv)
+		}
+		res, err := sb.Run(ctx, argv, &compute.RunOptions{MaxOutput: s.opts.MaxOutputBytes})
+		if err != nil {
+			return nil, err
+		}
+		return &seedResponse{Result: seedResultOf(res)}, nil
+	}
+
+	var path string
+	switch action {
+	case actionReadFile, actionWriteFile, actionMkdir, actionReaddir, actionExists, actionRemove:
+		if req.Path == nil || *req.Path == "" {
+			return nil, badRequest("path is required")
+		}
+		path = *req.Path
+		if err := checkPath(path); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, badRequest("Unknown action: %s", action)
+	}
+	fsys := sb.Filesystem()
+	switch action {
+	case actionReadFile:
+		if err := checkEncoding(req.Encoding); err != nil {
+			return nil, err
+		}
+		return s.seedReadFile(ctx, sb, fsys, path, req.Encoding)
+
+	case actionWriteFile:
+		if req.Content == nil {
+			return nil, badRequest("content is required")
+		}
+		if err := checkEncoding(req.Encoding); err != nil {
+			return nil, err
+		}
+		data := []byte(*req.Content)
+		if req.Encoding == "base64" {
+			var err error
+			if data, err = base64.StdEncoding.DecodeString(*req.Content); err != nil {
+				return nil, badRequest("content is not valid base64: %v", err)
+			}
+		}
+		if err := fsys.WriteFile(ctx, path, data); err != nil {
+			return nil, err
+		}
+		return &seedResponse{}, nil
+
+	case actionMkdir:
+		if err := fsys.Mkdir(ctx, path); err != nil {
+			return nil, err
+		}
+		return &seedResponse{}, nil
+
+	case actionReaddir:
+		list, err := fsys.ReadDir(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		files := make([]seedFile, 0, len(list))
+		for _, fi := range list {
+			files = append(files, seedFile{Name: fi.Name, Path: fi.Path, IsDirectory: fi.IsDir, Size: fi.Size, LastModified: isoTime(fi.ModTime)})
+		}
+		return &seedResponse{Files: &files}, nil
+
+	case actionExists:
+		ok, err := fsys.Exists(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		return &seedResponse{Exists: &ok}, nil
+
+	default: // actionRemove
+		if err := fsys.Remove(ctx, path); err != nil {
+			return nil, err
+		}
+		return &seedResponse{}, nil
+	}
+}
+
+func seedResultOf(res *compute.Result) *seedResult {
+	return &seedResult{
+		Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode,
+		ExecutionTime: res.Duration.Milliseconds(), Truncated: res.Truncated,
+	}
+}
+
+func checkEncoding(enc string) error {
+	switch enc {
+	case "", "utf8", "utf-8", "base64":
+		return nil
+	}
+	return badRequest("unknown encoding %q (want \"utf8\" or \"base64\")", enc)
+}
+
+// seedReadFile reads a whole file into the reply, within MaxOutputBytes.
+func (s *Server) seedReadFile(ctx context.Context, sb *compute.Sandbox, fsys *compute.Filesystem, path, enc string) (*seedResponse, error) {
+	r, err := fsys.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(r, int64(s.opts.MaxOutputBytes)+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > s.opts.MaxOutputBytes {
+		q := url.Values{"path": {path}}
+		return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
+			"%s is larger than the %d bytes readFile returns; download it with GET %s/sandboxes/%s/files?%s",
+			path, s.opts.MaxOutputBytes, V1Path, url.PathEscape(sb.ID()), q.Encode())
+	}
+	resp := &seedResponse{}
+	var content string
+	switch {
+	case enc == "base64" || !utf8.Valid(buf.Bytes()):
+		// Text that is not UTF-8 would be mangled in a JSON string: send
+		// it in base64, and say so.
+		content = base64.StdEncoding.EncodeToString(buf.Bytes())
+		resp.Encoding = "base64"
+	default:
+		content = buf.String()
+	}
+	resp.FileContent = &content
+	return resp, nil
+}
+
+// seedBackground starts a command that outlives the request (the seed's
+// commandOptions.background): it returns at once with the process's
+// handle; the output is discarded.
+func (s *Server) seedBackground(ctx context.Context, e *entry, argv []string) (*seedResponse, error) {
+	res, err := e.sb.Run(ctx, argv, &compute.RunOptions{Background: true, MaxOutput: -1})
+	if err != nil {
+		return nil, err
+	}
+	if res.Process == nil {
+		// Not started (the command does not exist): the result says why.
+		return &seedResponse{Result: seedResultOf(res)}, nil
+	}
+	pc := &proc{sandbox: e.sb.ID(), argv: argv, started: time.Now(), p: res.Process}
+	pid := s.addProc(pc)
+	s.background.add()
+	go func() {
+		defer s.background.done()
+		res.Process.Wait()
+		s.removeProc(pid)
+	}()
+	return &seedResponse{Result: &seedResult{IsBackground: true, PID: pid}}, nil
+}

@@ -1,0 +1,204 @@
+package server
+
+import "time"
+
+// Paths the Server answers. The seed protocol is one endpoint; the v1
+// extensions live under V1Path. They are fixed: mount the Server at the
+// root of a mux ("/api/compute/" and "/api/compute"), or use SeedHandler to
+// answer the seed protocol at a path of your own.
+const (
+	// SeedPath is where the seed's JSON protocol is answered (POST).
+	SeedPath = "/api/compute"
+	// V1Path is the prefix of the extension endpoints (streaming, raw file
+	// transfer, the filesystem calls package remote needs).
+	V1Path = "/api/compute/v1"
+	// OpenAPIPath serves the OpenAPI 3 document of both (no token needed).
+	OpenAPIPath = "/api/compute/openapi.json"
+	// HealthPath answers {"status":"ok"} while the server takes requests,
+	// 503 once it is shutting down (no token needed).
+	HealthPath = V1Path + "/health"
+)
+
+// The JSON shapes of the v1 endpoints, exported for Go clients (package
+// remote is one). openapi.json documents the same shapes for every other
+// language. Durations are milliseconds, times ISO-8601 (RFC 3339) in UTC,
+// bytes base64 (encoding/json's []byte).
+
+// CreateRequest is the body of POST /api/compute/v1/sandboxes. Every field
+// is optional.
+type CreateRequest struct {
+	// Runtime is "python" or "node": the default runtime for RunCode.
+	Runtime string `json:"runtime,omitempty"`
+	// Timeout is the sandbox's lifetime in milliseconds; 0 means the
+	// provider's default.
+	Timeout int64 `json:"timeout,omitempty"`
+	// Env is the environment every command starts with.
+	Env map[string]string `json:"env,omitempty"`
+	// Dir is the default working directory.
+	Dir      string            `json:"dir,omitempty"`
+	Name     string            `json:"name,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Network is "", "none" or "host"; "host" needs Options.AllowNetwork.
+	Network string `json:"network,omitempty"`
+	// NetworkAllow lists the "host:port" destinations the sandbox may
+	// reach, and only those; it needs Options.AllowNetwork.
+	NetworkAllow []string `json:"networkAllow,omitempty"`
+	// GPU asks for GPUs in Modal's notation ("T4", "A100:2", "any"); a
+	// provider without them answers 501.
+	GPU string `json:"gpu,omitempty"`
+}
+
+// SandboxInfo describes a sandbox (GET /api/compute/v1/sandboxes/{id}, and
+// the reply to create).
+type SandboxInfo struct {
+	ID       string `json:"id"`
+	Provider string `json:"provider"`
+	Name     string `json:"name,omitempty"`
+	// Status is "running", "stopped" or "error".
+	Status  string `json:"status"`
+	Runtime string `json:"runtime,omitempty"`
+	// CreatedAt is when the sandbox was created.
+	CreatedAt time.Time `json:"createdAt"`
+	// Timeout is the sandbox's lifetime from CreatedAt, in milliseconds.
+	Timeout  int64             `json:"timeout"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Limits lists the limits the provider enforces, as it words them.
+	Limits []string `json:"limits,omitempty"`
+}
+
+// SandboxList is the reply to GET /api/compute/v1/sandboxes.
+type SandboxList struct {
+	Sandboxes []SandboxInfo `json:"sandboxes"`
+}
+
+// ExecRequest is the body of POST /api/compute/v1/sandboxes/{id}/exec.
+type ExecRequest struct {
+	// Argv is the program and its arguments, never run through a shell.
+	Argv []string `json:"argv"`
+	// Env is added to the sandbox's environment for this command.
+	Env map[string]string `json:"env,omitempty"`
+	// Dir is the working directory; relative to the sandbox's default.
+	Dir string `json:"dir,omitempty"`
+	// Stdin is the whole standard input, when it is small and known up
+	// front. Leave it empty and set StdinStream to stream it instead.
+	Stdin []byte `json:"stdin,omitempty"`
+	// StdinStream says the input follows in a separate request, POST
+	// .../processes/{pid}/stdin, whose body is streamed to the process
+	// until it ends. Without Stdin or StdinStream the input is empty.
+	StdinStream bool `json:"stdinStream,omitempty"`
+	// Timeout, in milliseconds, kills the command after this long; the
+	// exit event then says timedOut and exit code 124.
+	Timeout int64 `json:"timeout,omitempty"`
+	// CombineOutput sends stderr into stdout through one pipe (like
+	// 2>&1), so that their order is kept; the stream then has stdout
+	// events only.
+	CombineOutput bool `json:"combineOutput,omitempty"`
+}
+
+// Event types of an exec stream.
+const (
+	// EventStart is the first event: the process runs, Event.PID names it.
+	EventStart = "start"
+	// EventStdout and EventStderr carry output, in Event.Data, as produced.
+	EventStdout = "stdout"
+	EventStderr = "stderr"
+	// EventExit is the last event of a process that ran to its end.
+	EventExit = "exit"
+	// EventError ends a stream whose process could not be waited for (the
+	// sandbox died, the server is shutting down, the request timed out).
+	EventError = "error"
+	// EventPing is sent after 15 s of silence, so that proxies keep the
+	// connection open; clients ignore it (and any type they do not know).
+	EventPing = "ping"
+)
+
+// Event is one line of an exec stream (application/x-ndjson).
+type Event struct {
+	Type string `json:"type"`
+	// PID is the server's handle on the process (EventStart); use it for
+	// .../processes/{pid}/stdin and .../kill. It is not the process's pid
+	// inside the sandbox.
+	PID int64 `json:"pid,omitempty"`
+	// Data is a chunk of output (EventStdout, EventStderr), base64 in JSON.
+	Data []byte `json:"data,omitempty"`
+	// ExitCode is set by EventExit: 127 not found, 124 timed out, 128+n
+	// killed by signal n.
+	ExitCode *int `json:"exitCode,omitempty"`
+	// Duration is the process's run time in milliseconds (EventExit).
+	Duration int64 `json:"durationMs,omitempty"`
+	// TimedOut says ExecRequest.Timeout killed the process (EventExit).
+	TimedOut bool `json:"timedOut,omitempty"`
+	// Error and Code describe an EventError, as in ErrorResponse; on an
+	// EventExit they say why the process was killed when the provider
+	// knows (CodeOutOfMemory).
+	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
+}
+
+// ProcessInfo describes a running process (GET .../processes).
+type ProcessInfo struct {
+	PID       int64     `json:"pid"`
+	Argv      []string  `json:"argv"`
+	StartedAt time.Time `json:"startedAt"`
+	// Attached says a client holds the process's exec stream; a process
+	// started by the seed's background runCommand has none.
+	Attached bool `json:"attached"`
+}
+
+// ProcessList is the reply to GET .../processes.
+type ProcessList struct {
+	Processes []ProcessInfo `json:"processes"`
+}
+
+// FileInfo describes a file (GET .../stat, and the entries of GET .../dir).
+type FileInfo struct {
+	Name  string `json:"name"`
+	Path  string `json:"path"`
+	IsDir bool   `json:"isDir"`
+	Size  int64  `json:"size"`
+	// Mode holds the permission bits.
+	Mode    uint32    `json:"mode"`
+	ModTime time.Time `json:"modTime"`
+}
+
+// DirList is the reply to GET .../dir.
+type DirList struct {
+	Files []FileInfo `json:"files"`
+}
+
+// ErrorResponse is the body of every v1 error reply.
+type ErrorResponse struct {
+	// Error is the message, for people.
+	Error string `json:"error"`
+	// Code is the category, for programs: one of the Code constants.
+	Code string `json:"code"`
+	// Reason is, for file errors, the cause without the operation and
+	// path ("no such file or directory").
+	Reason string `json:"reason,omitempty"`
+}
+
+// Error codes of ErrorResponse.Code, with their HTTP status.
+const (
+	CodeBadRequest       = "bad_request"        // 400
+	CodeUnauthorized     = "unauthorized"       // 401
+	CodePermission       = "permission"         // 403: file permission denied
+	CodeForbidden        = "forbidden"          // 403: not allowed by the server (network access)
+	CodeNotFound         = "not_found"          // 404: no such endpoint
+	CodeSandboxNotFound  = "sandbox_not_found"  // 404
+	CodeProcessNotFound  = "process_not_found"  // 404
+	CodeNotExist         = "not_exist"          // 404: no such file
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeExist            = "exist"              // 409: the file exists
+	CodeConflict         = "conflict"           // 409: stdin already attached, ...
+	CodeSandboxStopped   = "sandbox_stopped"    // 410
+	CodeTooLarge         = "too_large"          // 413
+	CodeCommandNotFound  = "command_not_found"  // 422
+	CodeFileError        = "file_error"         // 422: not a directory, is a directory, ...
+	CodeSyntaxError      = "syntax_error"       // 422 (seed runCode)
+	CodeOutOfMemory      = "out_of_memory"      // 422 (seed runCommand, runCode; on an exec stream's exit event)
+	CodeLimit            = "limit"              // 429: too many live sandboxes
+	CodeInternal         = "internal"           // 500
+	CodeUnsupported      = "unsupported"        // 501
+	CodeUnavailable      = "unavailable"        // 503: shutting down
+	CodeTimeout          = "timeout"            // 504: the request ran past RequestTimeout
+)
