@@ -168,6 +168,7 @@ interrupted.`,
 	})
 	root.AddCommand(a.runCommand(), a.execCommand(), a.versionCommand())
 	root.AddCommand(a.serveCommand())
+	root.AddCommand(a.modalCommand())
 	return root
 }
 
