@@ -301,8 +301,11 @@ func TestSandboxesDoNotShareFiles(t *testing.T) {
 // Threat: processes surviving Destroy (daemons that double-fork and
 // setsid, processes ignoring SIGTERM) and files left behind.
 func TestDestroyLeavesNothing(t *testing.T) {
-	stagingBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "compute-root-*"))
-	sb := newSandbox(t, nil)
+	// Only this process's staging directories, and no sandbox prestarted
+	// behind the test's back: other test processes create sandboxes too.
+	staging := filepath.Join(os.TempDir(), fmt.Sprintf("compute-root-%d-*", os.Getpid()))
+	stagingBefore, _ := filepath.Glob(staging)
+	sb := newSandboxWith(t, local.Options{Prestart: -1}, nil)
 	uid := sandboxHostUID(t, sb)
 	ctx := context.Background()
 	res, err := sb.RunShell(ctx, `(setsid sh -c 'trap "" TERM; while :; do sleep 1; done' >/dev/null 2>&1 &) ; echo started`, nil)
@@ -318,7 +321,7 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	if n := hostProcessesOf(uid); n != 0 {
 		t.Fatalf("%d processes of sandbox uid %d survived Destroy", n, uid)
 	}
-	stagingAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "compute-root-*"))
+	stagingAfter, _ := filepath.Glob(staging)
 	if len(stagingAfter) > len(stagingBefore) {
 		t.Errorf("staging directories left behind: %v", stagingAfter)
 	}

@@ -113,8 +113,11 @@ func New(opts Options) (*Provider, error) {
 	if err := checkSupport(opts); err != nil {
 		return nil, err
 	}
-	if opts.Isolation == IsolationNamespaces && os.Geteuid() == 0 {
-		sweepCgroups()
+	if opts.Isolation == IsolationNamespaces {
+		sweepStaging()
+		if os.Geteuid() == 0 {
+			sweepCgroups()
+		}
 	}
 	return &Provider{opts: opts, explicitMemory: explicitMemory, sandboxes: map[string]*sandbox{}}, nil
 }

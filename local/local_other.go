@@ -39,3 +39,5 @@ func (s *sandbox) Start(context.Context, *compute.ExecRequest) (compute.Provider
 }
 
 func sweepCgroups() {}
+
+func sweepStaging() {}

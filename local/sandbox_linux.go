@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -137,7 +138,7 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 		// The root is built on an empty host directory the agent can
 		// reach; it is removed as soon as the agent has pivoted away.
-		staging, err := os.MkdirTemp("", "compute-root-")
+		staging, err := os.MkdirTemp("", stagingPrefix())
 		if err != nil {
 			return nil, fmt.Errorf("local: %w", err)
 		}
@@ -846,4 +847,24 @@ func gpuDevices(request string) ([]string, error) {
 		return nil, fmt.Errorf("local: GPU %q requested, but this machine has no NVIDIA GPU (no /dev/nvidia* devices); use a provider with GPUs (modal): %w", request, compute.ErrUnsupported)
 	}
 	return out, nil
+}
+
+// stagingPrefix names the empty directories sandbox roots are built on
+// after the owning process, so that one whose owner died during a create
+// can be told apart and removed (sweepStaging).
+func stagingPrefix() string { return "compute-root-" + strconv.Itoa(os.Getpid()) + "-" }
+
+// sweepStaging removes staging directories left by processes that died
+// while creating a sandbox. They are empty; Remove fails on anything else.
+func sweepStaging() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "compute-root-*-*"))
+	for _, d := range dirs {
+		owner, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "compute-root-"), "-")
+		if _, err := strconv.Atoi(owner); err != nil || owner == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + owner); err != nil {
+			os.Remove(d)
+		}
+	}
 }
