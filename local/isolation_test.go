@@ -305,6 +305,8 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	// behind the test's back: other test processes create sandboxes too.
 	staging := filepath.Join(os.TempDir(), fmt.Sprintf("compute-root-%d-*", os.Getpid()))
 	stagingBefore, _ := filepath.Glob(staging)
+	cgroups := fmt.Sprintf("/sys/fs/cgroup/*/compute-sandboxes/%d-*", os.Getpid())
+	cgroupsBefore, _ := filepath.Glob(cgroups)
 	sb := newSandboxWith(t, local.Options{Prestart: -1}, nil)
 	uid := sandboxHostUID(t, sb)
 	ctx := context.Background()
@@ -315,6 +317,9 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	if n := hostProcessesOf(uid); n == 0 {
 		t.Fatal("found no sandbox processes on the host before Destroy; the check below would prove nothing")
 	}
+	if during, _ := filepath.Glob(cgroups); os.Geteuid() == 0 && len(during) <= len(cgroupsBefore) {
+		t.Errorf("running as root, the sandbox has no cgroup (%v)", during)
+	}
 	if err := sb.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -324,6 +329,9 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	stagingAfter, _ := filepath.Glob(staging)
 	if len(stagingAfter) > len(stagingBefore) {
 		t.Errorf("staging directories left behind: %v", stagingAfter)
+	}
+	if cgroupsAfter, _ := filepath.Glob(cgroups); len(cgroupsAfter) > len(cgroupsBefore) {
+		t.Errorf("cgroups left behind: %v", cgroupsAfter)
 	}
 	if err := sb.Destroy(ctx); err != nil {
 		t.Errorf("second Destroy: %v", err)
