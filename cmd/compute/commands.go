@@ -65,7 +65,7 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 		a.errorf("WARNING: --isolation none: the program runs as a plain process on this machine, " +
 			"with this user's access to its files, processes and network; use it only for code you trust")
 	}
-	p, err := a.newProvider(cf.provider, providerOptions{isolation: cf.isolation, server: cf.server})
+	p, err := a.newProvider(cf.provider, providerOptions{isolation: cf.isolation, server: cf.server, oneShot: true})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ type providerOptions struct {
 	// server is a compute server's URL (--server): the remote provider
 	// for it replaces the named one (see newRemote in serve.go).
 	server string
+	// oneShot says the invocation uses a single sandbox (run, exec), so
+	// starting spares ahead of demand would be wasted work.
+	oneShot bool
 }
 
 // providerFactory starts a provider for one CLI invocation.
@@ -37,7 +40,11 @@ var defaultProviders = map[string]providerFactory{
 }
 
 func newLocal(o providerOptions) (provider, error) {
-	p, err := local.New(local.Options{Isolation: local.Isolation(o.isolation)})
+	opts := local.Options{Isolation: local.Isolation(o.isolation)}
+	if o.oneShot {
+		opts.Prestart = -1
+	}
+	p, err := local.New(opts)
 	if err != nil {
 		return nil, err
 	}
