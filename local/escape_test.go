@@ -302,3 +302,51 @@ func (m *runtimeMem) read() {
 		m.rss = pages * int64(os.Getpagesize())
 	}
 }
+
+// Threat: exhausting the host's file table. Each process may open only
+// MaxOpenFiles files.
+func TestEscapeOpenFiles(t *testing.T) {
+	sb := newSandboxWith(t, local.Options{MaxOpenFiles: 256}, nil)
+	res := python(t, sb, `files = []
+try:
+    while True:
+        files.append(open("/dev/null"))
+except OSError as e:
+    print(len(files), e.strerror)`)
+	f := strings.Fields(res.Stdout)
+	n, _ := strconv.Atoi(f[0])
+	if n >= 256 || !strings.Contains(res.Stdout, "Too many open files") {
+		t.Fatalf("opened %s under a limit of 256", res.Stdout)
+	}
+}
+
+// Threat: a sandbox nobody destroys living forever. Its lifetime ends it:
+// its processes die, it is gone from the provider, and a held handle
+// reports it stopped.
+func TestLifetime(t *testing.T) {
+	p, err := local.New(local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := compute.New(compute.Config{Provider: p})
+	ctx := context.Background()
+	sb, err := c.Create(ctx, &compute.CreateOptions{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := sandboxHostUID(t, sb)
+	res, err := sb.RunCommand(ctx, "sleep", "60")
+	if err == nil || !errors.Is(err, compute.ErrStopped) {
+		t.Fatalf("a command outliving its sandbox: want ErrStopped, got %+v, %v", res, err)
+	}
+	if _, err := c.Get(ctx, sb.ID()); !errors.Is(err, compute.ErrNotFound) {
+		t.Errorf("Get after the lifetime: want ErrNotFound, got %v", err)
+	}
+	if info, err := sb.Info(ctx); err != nil || info.Status != compute.StatusStopped {
+		t.Errorf("Info after the lifetime: want stopped, got %+v, %v", info, err)
+	}
+	if n := hostProcessesOf(uid); n != 0 {
+		t.Errorf("%d processes outlived the sandbox's lifetime", n)
+	}
+}
