@@ -284,7 +284,7 @@ func (s *suite) useSandbox(ctx context.Context, i int) (err error) {
 		return fmt.Errorf("ReadFile = %q; want %q (sandboxes must not share files)", got, data)
 	}
 	if err := sb.Destroy(ctx); err != nil {
-		return fmt.Errorf("Destroy: %w", err)
+		return fmt.Errorf("destroy: %w", err)
 	}
 	destroyed = true
 	if _, err := c.Get(ctx, sb.ID()); !errors.Is(err, compute.ErrNotFound) {

@@ -53,10 +53,6 @@ var deniedSyscalls = []string{
 	"open_by_handle_at", "name_to_handle_at",
 }
 
-// namespaceFlags are the clone flags that create namespaces.
-const namespaceFlags = unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWNET |
-	unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
-
 // confineThread locks down the calling OS thread, the agent's spawner,
 // from which every sandboxed process is forked and so inherits exactly
 // these credentials. Capabilities, securebits, no_new_privs, a Landlock
@@ -92,10 +88,10 @@ func confineThread() (enforced []string, err error) {
 	// matters when the sandbox shares the host's network namespace). File
 	// read-only-ness comes from the mounts: the root stays writable so that
 	// programs can create /app and the like, as on cloud sandboxes.
-	fd, flags, err := landlock.MustConfig(
-		landlock.AccessFSSet(llsys.AccessFSMakeChar|llsys.AccessFSMakeBlock),
-		landlock.ScopedSet(llsys.ScopeAbstractUnixSocket|llsys.ScopeSignal),
-	).BestEffort().NewRulesetFD()
+	fd, flags, err := landlock.Config{
+		HandledAccessFS: llsys.AccessFSMakeChar | llsys.AccessFSMakeBlock,
+		Scoped:          llsys.ScopeAbstractUnixSocket | llsys.ScopeSignal,
+	}.BestEffort().NewRulesetFD()
 	if err != nil {
 		return nil, fmt.Errorf("landlock: %w", err)
 	}

@@ -555,7 +555,7 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		closeMine()
 		return nil, err
 	}
-	p := &process{op: o, pid: rep.PID, outR: outR, errR: errR, inW: inW, s: s}
+	p := &process{op: o, outR: outR, errR: errR, inW: inW, s: s}
 	if s.cg != nil {
 		p.oomBefore = s.cg.oomKills()
 	}
@@ -577,7 +577,6 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 type process struct {
 	s          *sandbox
 	op         *op
-	pid        int
 	outR, errR *os.File
 	inW        *os.File
 	copies     sync.WaitGroup

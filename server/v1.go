@@ -207,7 +207,7 @@ func (s *Server) v1Download(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	src := &errReader{r: f}
-	_, err = io.CopyBuffer(w, src, make([]byte, 256<<10))
+	io.CopyBuffer(w, src, make([]byte, 256<<10)) // src.err says whether the file was read whole
 	if src.err != nil && r.Context().Err() == nil {
 		// The file could not be read to its end: cut the response so that
 		// the client sees a broken transfer, not a short file.
