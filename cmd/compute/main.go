@@ -167,8 +167,9 @@ interrupted.`,
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(a.runCommand(), a.execCommand(), a.versionCommand())
-	root.AddCommand(a.serveCommand())
+	root.AddCommand(a.serveCommand(), a.benchCommand())
 	root.AddCommand(a.modalCommand())
+	root.AddCommand(a.sandboxCommand())
 	return root
 }
 

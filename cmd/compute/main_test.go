@@ -283,7 +283,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad env", []string{"exec", "--env", "NOVALUE", "--", "true"}, `--env "NOVALUE"`},
 		{"empty env name", []string{"exec", "--env", "=x", "--", "true"}, `--env "=x"`},
 		{"unknown isolation", []string{"exec", "--isolation", "vm", "--", "true"}, `unknown --isolation "vm"`},
-		{"unknown provider", []string{"exec", "--provider", "modal", "--", "true"}, `unknown provider "modal" (available: local)`},
+		{"unknown provider", []string{"exec", "--provider", "e2b", "--", "true"}, `unknown provider "e2b" (available: local, modal)`},
 		{"version with args", []string{"version", "now"}, "unknown command"},
 	}
 	for _, tt := range tests {

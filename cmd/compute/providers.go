@@ -29,6 +29,9 @@ type providerOptions struct {
 	// oneShot says the invocation uses a single sandbox (run, exec), so
 	// starting spares ahead of demand would be wasted work.
 	oneShot bool
+	// stderr is where a provider shows its progress, when it is a
+	// terminal (see newModal in sandbox.go); set by newProvider.
+	stderr io.Writer
 }
 
 // providerFactory starts a provider for one CLI invocation.
@@ -37,6 +40,7 @@ type providerFactory func(providerOptions) (provider, error)
 // defaultProviders are the providers --provider can name.
 var defaultProviders = map[string]providerFactory{
 	"local": newLocal,
+	"modal": newModal,
 }
 
 func newLocal(o providerOptions) (provider, error) {
@@ -63,6 +67,7 @@ func (a *app) newProvider(name string, o providerOptions) (provider, error) {
 	if name != "local" && o.isolation != string(local.IsolationNamespaces) {
 		return nil, usagef("--isolation is a flag of the local provider, not of %q", name)
 	}
+	o.stderr = a.stderr
 	p, err := f(o)
 	if err != nil {
 		return nil, fmt.Errorf("starting the %s provider: %w", name, err)

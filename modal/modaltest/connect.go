@@ -156,7 +156,7 @@ func (sb *sandbox) dial(port int) (net.Conn, error) {
 	}
 	mine, theirs := net.Pipe()
 	h, err := cs.Start(sb.ctx, []string{path, strconv.Itoa(port)}, &compute.RunOptions{
-		Env: map[string]string{guest.ModeEnv: guest.ModeConnect}, Stdin: theirs, Stdout: theirs, MaxOutput: -1,
+		Env: guestEnv(guest.ModeConnect), Stdin: theirs, Stdout: theirs, MaxOutput: -1,
 	})
 	if err != nil {
 		mine.Close()

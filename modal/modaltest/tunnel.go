@@ -187,7 +187,7 @@ func (t *tunnel) serve(c net.Conn) {
 	cs := sb.cs
 	sb.mu.Unlock()
 	h, err := cs.Start(sb.ctx, []string{path, strconv.Itoa(int(t.spec.GetPort()))}, &compute.RunOptions{
-		Env: map[string]string{guest.ModeEnv: guest.ModeConnect}, Stdin: c, Stdout: c, MaxOutput: -1,
+		Env: guestEnv(guest.ModeConnect), Stdin: c, Stdout: c, MaxOutput: -1,
 	})
 	if err != nil {
 		return

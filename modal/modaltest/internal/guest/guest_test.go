@@ -5,6 +5,7 @@ package guest
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -130,33 +131,74 @@ func TestWatch(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "mod"), []byte("x"), 0o644)
 	stdinR, stdinW := io.Pipe()
 	outR, outW := io.Pipe()
-	b, _ := json.Marshal(map[string]any{"Watch": map[string]any{"path": dir, "recursive": false, "filter": nil, "timeout_secs": 30}})
+	b, _ := json.Marshal(map[string]any{"Watch": map[string]any{"path": dir, "recursive": false, "filter": nil, "timeout_secs": 120}})
 	done := make(chan int)
 	go func() {
 		done <- Main(ModeFSTools, []string{string(b)}, stdinR, outW, io.Discard)
 		outW.Close()
 	}()
-	time.Sleep(2 * watchInterval)
+	type event struct {
+		EventType string   `json:"event_type"`
+		Paths     []string `json:"paths"`
+	}
+	events := make(chan event)
+	go func() {
+		defer close(events)
+		dec := json.NewDecoder(outR)
+		for {
+			var ev event
+			if dec.Decode(&ev) != nil {
+				return
+			}
+			events <- ev
+		}
+	}()
+	next := func() event {
+		t.Helper()
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the watcher stopped")
+			}
+			return ev
+		case <-time.After(2 * time.Minute): // a correctness bound, so a broken watcher fails instead of hanging
+			t.Fatal("no event from the watcher")
+		}
+		return event{}
+	}
+
+	// Wait until the watcher has its baseline (a loaded machine may start it
+	// late): create probe files until one is reported.
+	probed := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-probed:
+				return
+			case <-time.After(watchInterval):
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("probe-%d", i)), nil, 0o644)
+			}
+		}
+	}()
+	for ev := next(); ev.EventType != "Create" || !strings.Contains(strings.Join(ev.Paths, " "), "probe-"); ev = next() {
+	}
+	close(probed)
+
 	os.WriteFile(filepath.Join(dir, "new"), []byte("x"), 0o644)
 	os.Rename(filepath.Join(dir, "old"), filepath.Join(dir, "renamed"))
 	os.WriteFile(filepath.Join(dir, "mod"), []byte("longer"), 0o644)
-
 	want := map[string]string{"Create": dir + "/new", "Rename": dir + "/old " + dir + "/renamed", "Modify": dir + "/mod"}
-	dec := json.NewDecoder(outR)
 	for len(want) > 0 {
-		var ev struct {
-			EventType string   `json:"event_type"`
-			Paths     []string `json:"paths"`
-		}
-		if err := dec.Decode(&ev); err != nil {
-			t.Fatalf("missing events %v: %v", want, err)
-		}
+		ev := next()
 		if want[ev.EventType] == strings.Join(ev.Paths, " ") {
 			delete(want, ev.EventType)
 		}
 	}
 	stdinW.Close() // closing stdin stops the watcher
-	go io.Copy(io.Discard, outR)
+	go func() {
+		for range events {
+		}
+	}()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d", code)
 	}

@@ -1,0 +1,146 @@
+package modal_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/modal"
+	"github.com/computesdk-go/compute/modal/modaltest"
+)
+
+// The benchmarks run against the emulator with 20 ms of latency on every
+// call, as a round trip to Modal's cloud might take, so that what they
+// measure is mostly round trips:
+//
+//	go test ./modal -run '^$' -bench . -benchtime 20x
+//
+// Each reports the calls one operation makes (rpcs/op) beside its time.
+
+const benchLatency = 20 * time.Millisecond
+
+func benchEmulator(b *testing.B) (*modaltest.Server, *modal.Provider) {
+	return emulator(b, modaltest.Options{Latency: benchLatency}, modal.Config{})
+}
+
+func reportRPCs(b *testing.B, srv *modaltest.Server) {
+	b.ReportMetric(float64(srv.CallCount(""))/float64(b.N), "rpcs/op")
+}
+
+// Time to interactive: from nothing to the first command's output, on a
+// fresh provider (app lookup and image build included) each time.
+func BenchmarkTimeToInteractiveCold(b *testing.B) {
+	srv, _ := benchEmulator(b)
+	ctx := context.Background()
+	srv.ResetCalls()
+	calls := 0
+	b.ResetTimer()
+	for range b.N {
+		_, p := emulatorClient(b, srv)
+		sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res, err := sb.RunCommand(ctx, "echo", "ready"); err != nil || res.Stdout != "ready\n" {
+			b.Fatal(res, err)
+		}
+		b.StopTimer()
+		calls += srv.CallCount("")
+		sb.Destroy(ctx)
+		p.Close()
+		srv.ResetCalls()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(calls)/float64(b.N), "rpcs/op")
+}
+
+// Time to interactive with a provider that has made a sandbox before
+// (app and image cached): what every sandbox after the first costs.
+func BenchmarkTimeToInteractiveWarm(b *testing.B) {
+	for _, gpu := range []string{"", "T4"} {
+		name := "V2"
+		if gpu != "" {
+			name = "V1-GPU"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv, p := benchEmulator(b)
+			ctx := context.Background()
+			if err := p.Prepare(ctx, nil); err != nil {
+				b.Fatal(err)
+			}
+			c := compute.New(compute.Config{Provider: p.With(modal.SandboxOptions{GPU: gpu})})
+			var calls int
+			b.ResetTimer()
+			for range b.N {
+				srv.ResetCalls()
+				sb, err := c.Create(ctx, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res, err := sb.RunCommand(ctx, "echo", "ready"); err != nil || res.Stdout != "ready\n" {
+					b.Fatal(res, err)
+				}
+				calls += srv.CallCount("")
+				b.StopTimer()
+				sb.Destroy(ctx)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(calls)/float64(b.N), "rpcs/op")
+		})
+	}
+}
+
+// Round trips of the operations on a running sandbox.
+func BenchmarkOps(b *testing.B) {
+	srv, p := benchEmulator(b)
+	ctx := context.Background()
+	sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	if _, err := sb.RunCommand(ctx, "true"); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 64<<10)
+	if err := sb.Filesystem().WriteFile(ctx, "/tmp/bench.bin", data); err != nil {
+		b.Fatal(err)
+	}
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"RunCommand", func() error {
+			res, err := sb.RunCommand(ctx, "echo", "hi")
+			if err == nil && res.Stdout != "hi\n" {
+				err = fmt.Errorf("stdout %q", res.Stdout)
+			}
+			return err
+		}},
+		{"RunCode", func() error {
+			_, err := sb.RunCode(ctx, "print(1)", nil)
+			return err
+		}},
+		{"WriteFile64KiB", func() error { return sb.Filesystem().WriteFile(ctx, "/tmp/bench.bin", data) }},
+		{"ReadFile64KiB", func() error {
+			_, err := sb.Filesystem().ReadFile(ctx, "/tmp/bench.bin")
+			return err
+		}},
+		{"Info", func() error {
+			_, err := sb.Info(ctx)
+			return err
+		}},
+	} {
+		b.Run(op.name, func(b *testing.B) {
+			srv.ResetCalls()
+			for range b.N {
+				if err := op.do(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRPCs(b, srv)
+		})
+	}
+}

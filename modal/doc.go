@@ -1,0 +1,24 @@
+// Package modal is the compute provider for Modal (https://modal.com):
+// sandboxes in Modal's serverless containers, with GPUs, through Modal's
+// official Go SDK (github.com/modal-labs/modal-client/go, v0.11.1).
+//
+//	p, err := modal.New(modal.Config{}) // MODAL_TOKEN_ID, MODAL_TOKEN_SECRET
+//	if err != nil { ... }
+//	defer p.Close()
+//	c := compute.New(compute.Config{Provider: p})
+//	sb, err := c.Create(ctx, nil)
+//	defer sb.Destroy(context.Background())
+//	res, err := sb.RunCode(ctx, `print("hello from Modal")`, nil)
+//
+// Everything of package compute works: RunCode, RunCommand, Cmd,
+// Filesystem, Info, Get, List and Destroy. Modal's own options (image,
+// GPU, CPU, memory, secrets, volumes, ports, network, names, tags) are
+// SandboxOptions, given for every sandbox in Config.Sandbox or for one
+// kind of sandbox with Provider.With. Modal's extras are methods of
+// *Sandbox, reached with sb.Driver().(*modal.Sandbox): URL and Tunnels for
+// exposed ports, Snapshot for a filesystem image to start new sandboxes
+// from, and Modal for the SDK's own handle.
+//
+// Tests run against package modaltest, a local server that speaks Modal's
+// protocol: set Config.ServerURL to its URL and the tokens to its pair.
+package modal

@@ -1,0 +1,5 @@
+//go:build race
+
+package modal_test
+
+const raceEnabled = true
