@@ -300,7 +300,9 @@ func (p *Provider) takePrestarted(network bool) *sandbox {
 	if !p.fillingNow && len(p.spares) < p.prestart() {
 		p.fillingNow = true
 		p.filling.Add(1)
-		go p.fill()
+		// Replace the spare a moment later, so that starting it (a burst of
+		// CPU) does not compete with the caller's first commands.
+		time.AfterFunc(refillDelay, p.fill)
 	}
 	return s
 }
@@ -331,6 +333,10 @@ func (p *Provider) fill() {
 		p.mu.Unlock()
 	}
 }
+
+// refillDelay is how long after handing out a spare the provider starts
+// its replacement.
+const refillDelay = 25 * time.Millisecond
 
 // Warm fills the provider's reserve of prestarted sandboxes (see
 // Options.Prestart) and waits until it is full, for callers that want

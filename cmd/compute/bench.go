@@ -68,14 +68,21 @@ func (a *app) bench(ctx context.Context, f *benchFlags) error {
 		samples []time.Duration
 	}
 	var rows []row
+	// after, when set, runs after each timed op, untimed.
+	var after func()
 	measure := func(name string, n int, op func() error) error {
 		r := row{name: name}
 		for range n {
 			t0 := time.Now()
-			if err := op(); err != nil {
+			err := op()
+			r.samples = append(r.samples, time.Since(t0))
+			if after != nil {
+				after()
+				after = nil
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			r.samples = append(r.samples, time.Since(t0))
 		}
 		rows = append(rows, r)
 		return nil
@@ -94,7 +101,7 @@ func (a *app) bench(ctx context.Context, f *benchFlags) error {
 		if err != nil {
 			return err
 		}
-		defer func() { sb.Destroy(context.WithoutCancel(ctx)); warm() }()
+		after = func() { sb.Destroy(context.WithoutCancel(ctx)); warm() }
 		res, err := sb.RunCommand(ctx, "echo", "hi")
 		return check(res, err, "hi\n")
 	}
