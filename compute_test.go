@@ -409,3 +409,19 @@ func TestSandboxRefusesBadRequests(t *testing.T) {
 		t.Errorf("Output with Stdout already set: nil error; want an error")
 	}
 }
+
+// Optional abilities a provider lacks are ErrUnsupported, never a panic
+// or a silent no-op.
+func TestOptionalAbilitiesUnsupported(t *testing.T) {
+	ctx := testContext(t)
+	sb := create(t, ctx, compute.New(compute.Config{Provider: localProvider(t)}), nil)
+	if _, err := sb.URL(ctx, 8080); !errors.Is(err, compute.ErrUnsupported) {
+		t.Errorf("URL on local: want ErrUnsupported, got %v", err)
+	}
+	if _, err := sb.URL(ctx, 0); err == nil || errors.Is(err, compute.ErrUnsupported) {
+		t.Errorf("URL(0): want an invalid-port error, got %v", err)
+	}
+	if _, err := sb.Snapshot(ctx); !errors.Is(err, compute.ErrUnsupported) {
+		t.Errorf("Snapshot on local: want ErrUnsupported, got %v", err)
+	}
+}

@@ -81,6 +81,23 @@ type FileSystemProvider interface {
 	FileSystem() ProviderFileSystem
 }
 
+// URLProvider is implemented by a ProviderSandbox that can expose a port
+// of the sandbox to the outside (Modal's tunnels).
+type URLProvider interface {
+	// URL returns the address that reaches port inside the sandbox. A port
+	// the sandbox was not created to expose is an error that lists the
+	// exposed ones.
+	URL(ctx context.Context, port int) (string, error)
+}
+
+// Snapshotter is implemented by a ProviderSandbox that can save its
+// filesystem as an image to create new sandboxes from.
+type Snapshotter interface {
+	// Snapshot saves the sandbox's filesystem and returns the snapshot's
+	// id, which the provider accepts as the image of a new sandbox.
+	Snapshot(ctx context.Context) (id string, err error)
+}
+
 // ProviderFileSystem is a provider's native file access. Relative paths
 // are resolved against the sandbox's working directory. Errors wrap
 // fs.ErrNotExist, fs.ErrExist and fs.ErrPermission where they apply.

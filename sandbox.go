@@ -61,6 +61,31 @@ func (s *Sandbox) Info(ctx context.Context) (*Info, error) {
 	return info, nil
 }
 
+// URL returns the address that reaches port inside the sandbox, where the
+// provider exposes ports (see URLProvider); otherwise an error matching
+// ErrUnsupported.
+func (s *Sandbox) URL(ctx context.Context, port int) (string, error) {
+	if port < 1 || port > 65535 {
+		return "", fmt.Errorf("compute: invalid port %d", port)
+	}
+	u, ok := s.ps.(URLProvider)
+	if !ok {
+		return "", fmt.Errorf("compute: %s sandboxes expose no ports: %w", s.Provider(), ErrUnsupported)
+	}
+	return u.URL(ctx, port)
+}
+
+// Snapshot saves the sandbox's filesystem and returns an id to create new
+// sandboxes from, where the provider can (see Snapshotter); otherwise an
+// error matching ErrUnsupported.
+func (s *Sandbox) Snapshot(ctx context.Context) (string, error) {
+	sn, ok := s.ps.(Snapshotter)
+	if !ok {
+		return "", fmt.Errorf("compute: %s sandboxes cannot be snapshotted: %w", s.Provider(), ErrUnsupported)
+	}
+	return sn.Snapshot(ctx)
+}
+
 // Destroy stops the sandbox and releases everything it holds. It is
 // idempotent.
 func (s *Sandbox) Destroy(ctx context.Context) error {

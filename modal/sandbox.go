@@ -294,3 +294,8 @@ func (s *Sandbox) setWorkdir(wd string) {
 	}
 	s.mu.Unlock()
 }
+
+var (
+	_ compute.URLProvider = (*Sandbox)(nil)
+	_ compute.Snapshotter = (*Sandbox)(nil)
+)

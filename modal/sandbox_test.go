@@ -42,7 +42,7 @@ func TestURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u8080, err := msb.URL(ctx, 8080)
+	u8080, err := sb.URL(ctx, 8080) // the generic method reaches the same tunnel
 	if err != nil {
 		t.Fatal(err)
 	}
