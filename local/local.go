@@ -161,7 +161,10 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if s != nil {
 		if err := s.activate(ctx, id, opts); err != nil {
 			s.destroy()
-			s = nil // a broken spare: start afresh below
+			if !errors.Is(err, compute.ErrStopped) {
+				return nil, err // the request's fault (a bad Dir, say): a fresh start would fail alike
+			}
+			s = nil // a spare that died: start afresh below
 		}
 	}
 	if s == nil {
