@@ -57,9 +57,9 @@ type ExecRequest struct {
 	// Stdin is read until EOF and fed to the process; nil means empty input.
 	Stdin io.Reader
 	// Stdout and Stderr receive the process's output as it is produced.
-	// Package compute always sets both. When they are the same writer,
-	// the process's stdout and stderr must share one pipe, so that their
-	// order is kept (as os/exec does).
+	// Package compute always sets both. When they are the same writer
+	// (SameWriter), the process's stdout and stderr must share one pipe, so
+	// that their order is kept (as os/exec does).
 	Stdout, Stderr io.Writer
 }
 

@@ -261,15 +261,19 @@ func (p *Process) outputs(userOut, userErr io.Writer) (io.Writer, io.Writer) {
 		}
 		return &teeWriter{p: p, capture: c, user: w}
 	}
-	if userOut != nil && sameWriter(userOut, userErr) {
+	if userOut != nil && SameWriter(userOut, userErr) {
 		w := tee(p.stdout, userOut)
 		return w, w
 	}
 	return tee(p.stdout, userOut), tee(p.stderr, userErr)
 }
 
-func sameWriter(a, b io.Writer) (same bool) {
-	defer func() { recover() }() // uncomparable dynamic types are different writers
+// SameWriter reports whether a and b are one writer, as os/exec decides
+// when to give a command one pipe for both streams; writers of types that
+// cannot be compared are different ones. Providers use it to honour
+// ExecRequest's rule on Stdout == Stderr.
+func SameWriter(a, b io.Writer) (same bool) {
+	defer func() { recover() }()
 	return a == b
 }
 

@@ -505,7 +505,7 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		return nil, err
 	}
 	// One writer for both streams: one pipe for both, so order is kept.
-	combined := sameWriter(req.Stdout, req.Stderr)
+	combined := compute.SameWriter(req.Stdout, req.Stderr)
 	errR, errW := outR, outW
 	if !combined {
 		if errR, errW, err = os.Pipe(); err != nil {
@@ -809,13 +809,6 @@ func (f *sandboxFS) Stat(ctx context.Context, name string) (*compute.FileInfo, e
 	}
 	fi := toInfo(rep.Files[0])
 	return &fi, nil
-}
-
-// sameWriter reports whether two writers are one; writers of types that
-// cannot be compared are different ones.
-func sameWriter(a, b io.Writer) (same bool) {
-	defer func() { recover() }()
-	return a == b
 }
 
 // bigPipe is a pipe with a 1 MiB buffer where the kernel allows it (the

@@ -97,7 +97,7 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		return nil, err
 	}
 	stdout, stderr := orDiscard(req.Stdout), orDiscard(req.Stderr)
-	merged := req.Stdout != nil && sameWriter(req.Stdout, req.Stderr)
+	merged := req.Stdout != nil && compute.SameWriter(req.Stdout, req.Stderr)
 	mode := "-"
 	if req.Stdin == nil {
 		mode += "n"
@@ -147,13 +147,6 @@ func orDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
-}
-
-// sameWriter reports whether a and b are the same writer (as os/exec
-// decides when to give a command one pipe for both).
-func sameWriter(a, b io.Writer) (same bool) {
-	defer func() { recover() }() // uncomparable dynamic types are different writers
-	return a == b
 }
 
 func argBytes(argv []string) int {

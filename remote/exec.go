@@ -34,7 +34,7 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	}
 	body := server.ExecRequest{Argv: req.Argv, Env: req.Env, Dir: req.Dir}
 	stdout, stderr := orDiscard(req.Stdout), orDiscard(req.Stderr)
-	if sameWriter(stdout, stderr) {
+	if compute.SameWriter(stdout, stderr) {
 		// One writer for both: the server keeps their order with one pipe.
 		body.CombineOutput = true
 	}
@@ -101,13 +101,6 @@ func orDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
-}
-
-// sameWriter reports whether two writers are one; writers of types that
-// cannot be compared are different ones.
-func sameWriter(a, b io.Writer) (same bool) {
-	defer func() { recover() }()
-	return a == b
 }
 
 // smallInput returns the whole input when its size is known and small.
