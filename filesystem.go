@@ -45,11 +45,14 @@ func (f *Filesystem) ReadFile(ctx context.Context, name string) ([]byte, error) 
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(r)
-	if err != nil {
+	var buf bytes.Buffer
+	if sz, ok := r.(interface{ Size() int64 }); ok && sz.Size() > 0 && sz.Size() < 1<<34 {
+		buf.Grow(int(sz.Size()) + 1) // +1: ReadFrom wants room to see EOF
+	}
+	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // Open opens a regular file for streaming reads.

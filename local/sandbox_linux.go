@@ -672,7 +672,11 @@ func (f *sandboxFS) Open(ctx context.Context, name string) (io.ReadCloser, error
 		r.Close()
 		return nil, err
 	}
-	return &fileReader{r: r, op: o, name: name, ctx: ctx}, nil
+	fr := &fileReader{r: r, op: o, name: name, ctx: ctx, size: -1}
+	if len(rep.Files) == 1 {
+		fr.size = rep.Files[0].Size
+	}
+	return fr, nil
 }
 
 // fileReader reads a file streamed through a pipe, and at the end checks
@@ -683,7 +687,12 @@ type fileReader struct {
 	name string
 	ctx  context.Context
 	err  error
+	size int64 // as the agent saw it when opening; -1 if unknown
 }
+
+// Size is the file's size when it was opened, so readers can size their
+// buffers (compute's ReadFile does).
+func (fr *fileReader) Size() int64 { return fr.size }
 
 func (fr *fileReader) Read(b []byte) (int, error) {
 	if fr.err != nil {
