@@ -119,7 +119,9 @@ type RunOptions struct {
 	Env map[string]string
 	// Dir is the working directory; relative to the sandbox's default one.
 	Dir string
-	// Stdin is the command's input; nil means none.
+	// Stdin is the command's input; nil means none. It is copied from its
+	// own goroutine, which (as with os/exec) ends when a Read returns after
+	// the command has exited.
 	Stdin io.Reader
 	// Timeout kills the command and all it started after this long; the
 	// result then has exit code 124 and the error matches ErrTimeout.

@@ -571,3 +571,52 @@ func TestGPURequest(t *testing.T) {
 		}
 	}
 }
+
+// A sandbox whose agent dies on its own (killed from outside, say) is
+// reported as failed, leaves the provider, and frees its cgroup.
+func TestAgentDeath(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to find and kill the agent by its host uid")
+	}
+	p, err := local.New(local.Options{Prestart: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := compute.New(compute.Config{Provider: p})
+	ctx := context.Background()
+	cgroups := fmt.Sprintf("/sys/fs/cgroup/*/compute-sandboxes/%d-*", os.Getpid())
+	before, _ := filepath.Glob(cgroups)
+	sb, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := sandboxHostUID(t, sb)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents { // every process of the sandbox's uid: the agent among them
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/status")
+		if strings.Contains(string(b), fmt.Sprintf("\nUid:\t%d\t", uid)) {
+			pid, _ := strconv.Atoi(e.Name())
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second) // a correctness bound
+	for {
+		info, _ := sb.Info(ctx)
+		after, _ := filepath.Glob(cgroups)
+		_, getErr := c.Get(ctx, sb.ID())
+		if info.Status == compute.StatusError && len(after) == len(before) && errors.Is(getErr, compute.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the agent's death: status %s, cgroups %v (before %v), Get: %v", info.Status, after, before, getErr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := sb.RunCommand(ctx, "true"); !errors.Is(err, compute.ErrStopped) {
+		t.Errorf("a command in a dead sandbox: want ErrStopped, got %v", err)
+	}
+	if err := sb.Destroy(ctx); err != nil {
+		t.Errorf("Destroy of a dead sandbox: %v", err)
+	}
+}

@@ -73,6 +73,9 @@ type sandbox struct {
 	cg     *cgroupLimits // nil where cgroups are unavailable
 	proxy  *proxy        // the network allowlist's proxy, if any
 
+	releaseOnce sync.Once
+	releaseErr  error
+
 	mu        sync.Mutex
 	destroyed bool
 	expired   bool
@@ -235,7 +238,10 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 		gone := s.destroyed
 		s.mu.Unlock()
 		if !gone {
+			// Died on its own (killed, out of memory): gone from the
+			// provider, its host resources freed, its status "error".
 			p.forget(s)
+			s.release()
 		}
 	}()
 
@@ -360,21 +366,31 @@ func (s *sandbox) destroy() error {
 	}
 	s.agent.Process.Kill()
 	<-s.exited
-	s.ctl.Close()
-	if s.proxy != nil {
-		s.proxy.stop()
-	}
-	if s.cg != nil {
-		if err := s.cg.remove(); err != nil {
-			return fmt.Errorf("local: %w", err)
+	return s.release()
+}
+
+// release frees what a dead sandbox still holds in the host: its control
+// socket, proxy, cgroup and (IsolationNone) directory. It runs once, from
+// destroy or when the agent died on its own.
+func (s *sandbox) release() error {
+	s.releaseOnce.Do(func() {
+		s.ctl.Close()
+		if s.proxy != nil {
+			s.proxy.stop()
 		}
-	}
-	if s.hostDir != "" {
-		if err := os.RemoveAll(s.hostDir); err != nil {
-			return fmt.Errorf("local: remove sandbox directory: %w", err)
+		if s.cg != nil {
+			if err := s.cg.remove(); err != nil {
+				s.releaseErr = fmt.Errorf("local: %w", err)
+				return
+			}
 		}
-	}
-	return nil
+		if s.hostDir != "" {
+			if err := os.RemoveAll(s.hostDir); err != nil {
+				s.releaseErr = fmt.Errorf("local: remove sandbox directory: %w", err)
+			}
+		}
+	})
+	return s.releaseErr
 }
 
 func (s *sandbox) status() compute.Status {
