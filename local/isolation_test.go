@@ -425,7 +425,15 @@ func TestTimeoutKillsDescendants(t *testing.T) {
 	if res == nil || res.ExitCode != compute.ExitCodeTimeout {
 		t.Fatalf("want exit 124, got %+v %v", res, err)
 	}
-	out := shell(t, sb, "cat /proc/[0-9]*/comm")
+	// Killed processes linger as zombies until the agent reaps them, which
+	// the kernel and the agent do asynchronously: poll, within a bound.
+	var out *compute.Result
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out = shell(t, sb, "cat /proc/[0-9]*/comm")
+		if !strings.Contains(out.Stdout, "sleep") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if strings.Contains(out.Stdout, "sleep") {
 		t.Fatalf("sleep processes survived the timeout:\n%s", out.Stdout)
 	}
