@@ -359,7 +359,13 @@ func TestLifetime(t *testing.T) {
 	if info, err := sb.Info(ctx); err != nil || info.Status != compute.StatusStopped {
 		t.Errorf("Info after the lifetime: want stopped, got %+v, %v", info, err)
 	}
-	if n := hostProcessesOf(uid); n != 0 {
+	// The kernel ends the sandbox's processes as its pid 1 exits, a moment
+	// after the command's connection breaks: poll, within a bound.
+	n := hostProcessesOf(uid)
+	for deadline := time.Now().Add(10 * time.Second); n != 0 && time.Now().Before(deadline); n = hostProcessesOf(uid) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n != 0 {
 		t.Errorf("%d processes outlived the sandbox's lifetime", n)
 	}
 }
