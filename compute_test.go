@@ -238,6 +238,10 @@ func TestBadCreateOptions(t *testing.T) {
 		{Runtime: "ruby"},
 		{Network: "wifi"},
 		{Dir: "/tmp\x00x"},
+		{NetworkAllow: []string{"example.com"}},
+		{NetworkAllow: []string{"example.com:http"}},
+		{NetworkAllow: []string{":443"}},
+		{NetworkAllow: []string{"example.com:443"}, Network: compute.NetworkHost},
 	} {
 		sb, err := c.Create(ctx, &opts)
 		if err == nil {

@@ -408,7 +408,7 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		writeMsg(c, rep)
 		return
 	}
-	if err := writeMsg(c, reply{PID: pid}); err != nil {
+	if err := writeMsg(c, reply{}); err != nil { // started
 		killTree(pid)
 		<-done
 		return

@@ -39,3 +39,19 @@ func TestCreateBadDir(t *testing.T) {
 		t.Fatalf("pwd = %+v, %v", res, err)
 	}
 }
+
+// Options that cannot work are refused by New, saying why.
+func TestNewRefusesBadOptions(t *testing.T) {
+	for _, opts := range []local.Options{
+		{MaxMemory: 256 << 20, DiskSize: 256 << 20}, // files live in memory
+		{MaxCPU: -1},
+		{Isolation: "chroot"},
+	} {
+		if p, err := local.New(opts); err == nil {
+			p.Close()
+			t.Errorf("New(%+v) succeeded; want an error", opts)
+		} else {
+			t.Log(err)
+		}
+	}
+}

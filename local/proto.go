@@ -77,7 +77,6 @@ type reply struct {
 	Err      string     `json:"err,omitempty"`
 	Errno    int        `json:"errno,omitempty"`
 	NotFound bool       `json:"notFound,omitempty"` // exec: no such command
-	PID      int        `json:"pid,omitempty"`
 	Exit     *int       `json:"exit,omitempty"`
 	Files    []fileStat `json:"files,omitempty"`
 	Done     bool       `json:"done,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -164,19 +165,12 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 	}
 	cfg.Env = baseEnv(s.workDir)
 
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	ctl, agentEnd, err := unixPair(unix.SOCK_SEQPACKET)
 	if err != nil {
-		return nil, fmt.Errorf("local: socketpair: %w", err)
+		return nil, err
 	}
-	hostEnd, agentEnd := os.NewFile(uintptr(fds[0]), "control"), os.NewFile(uintptr(fds[1]), "control")
 	defer agentEnd.Close()
-	c, err := net.FileConn(hostEnd)
-	hostEnd.Close()
-	if err != nil {
-		agentEnd.Close()
-		return nil, fmt.Errorf("local: %w", err)
-	}
-	s.ctl = c.(*net.UnixConn)
+	s.ctl = ctl
 	cleanups = append(cleanups, func() { s.ctl.Close() })
 
 	s.agent = &exec.Cmd{
@@ -274,7 +268,7 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 // environment, working directory, metadata and lifetime.
 func (s *sandbox) activate(ctx context.Context, id string, opts *compute.CreateOptions) error {
 	p := s.p
-	s.id, s.name, s.meta, s.runtime = id, opts.Name, cloneMap(opts.Metadata), opts.Runtime
+	s.id, s.name, s.meta, s.runtime = id, opts.Name, maps.Clone(opts.Metadata), opts.Runtime
 	s.timeout = opts.Timeout
 	if s.timeout == 0 {
 		s.timeout = p.opts.Timeout
@@ -289,7 +283,7 @@ func (s *sandbox) activate(ctx context.Context, id string, opts *compute.CreateO
 	env := opts.Env
 	if len(opts.NetworkAllow) > 0 {
 		// The proxy is the only way out; its settings win.
-		env = cloneMap(opts.Env)
+		env = maps.Clone(opts.Env)
 		if env == nil {
 			env = map[string]string{}
 		}
@@ -330,17 +324,6 @@ func startHint(err error) string {
 		return " (this machine refused to create namespaces; user namespaces may be restricted here; local.IsolationNone runs without isolation)"
 	}
 	return ""
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func (s *sandbox) ID() string { return s.id }
@@ -416,7 +399,7 @@ func (s *sandbox) Info(ctx context.Context) (*compute.Info, error) {
 		Runtime:   s.runtime,
 		CreatedAt: s.created,
 		Timeout:   s.timeout,
-		Metadata:  cloneMap(s.meta),
+		Metadata:  maps.Clone(s.meta),
 		Limits:    append([]string(nil), s.limits...),
 	}, nil
 }
@@ -445,18 +428,11 @@ func (s *sandbox) begin(ctx context.Context, req *request, fds ...*os.File) (*op
 		return nil, s.stoppedErr()
 	default:
 	}
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	conn, theirs, err := unixPair(unix.SOCK_STREAM)
 	if err != nil {
-		return nil, fmt.Errorf("local: socketpair: %w", err)
+		return nil, err
 	}
-	mine, theirs := os.NewFile(uintptr(pair[0]), "op"), os.NewFile(uintptr(pair[1]), "op")
 	defer theirs.Close()
-	c, err := net.FileConn(mine)
-	mine.Close()
-	if err != nil {
-		return nil, fmt.Errorf("local: %w", err)
-	}
-	conn := c.(*net.UnixConn)
 	rights := []int{int(theirs.Fd())}
 	for _, f := range fds {
 		rights = append(rights, int(f.Fd()))
@@ -884,4 +860,22 @@ func sweepStaging() {
 			os.Remove(d)
 		}
 	}
+}
+
+// unixPair makes a connected pair of unix sockets of the given type: ours
+// as a connection, theirs as a file to hand to the agent.
+func unixPair(typ int) (ours *net.UnixConn, theirs *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("local: socketpair: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "socket")
+	theirs = os.NewFile(uintptr(fds[1]), "socket")
+	c, err := net.FileConn(mine) // a dup; ours is closed below
+	mine.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, nil, fmt.Errorf("local: %w", err)
+	}
+	return c.(*net.UnixConn), theirs, nil
 }
