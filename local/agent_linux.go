@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -46,9 +47,17 @@ type agent struct {
 	waiters map[int]chan int // pid -> exit code, for commands being run
 	spawn   chan spawnRequest
 	ctl     *net.UnixConn // the control socket, also for proxied connections
+	root    *fsRoot       // resolves paths from outside inside the sandbox
 }
 
 func runAgent() int {
+	// Descriptors the host process held without close-on-exec (a shell's
+	// "9<dir", socket activation, a parent that leaks them) came along
+	// through exec. They are the host's, and the agent resolves paths for
+	// sandboxed code: close them before anything else.
+	if err := closeInherited(); err != nil {
+		return 3
+	}
 	// FileConn dups the descriptor close-on-exec; the inherited one must
 	// go, or every sandboxed process would hold the control socket.
 	f := os.NewFile(agentFD, "control")
@@ -79,6 +88,33 @@ func runAgent() int {
 	}
 	a.serve(uc)
 	return 0
+}
+
+// closeInherited closes every descriptor the agent inherited from the
+// host but its stdio and control socket. Inherited ones are exactly those
+// without close-on-exec: any other would not have survived the exec, and
+// everything the Go runtime opens since is close-on-exec.
+func closeInherited() error {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil || fd <= agentFD {
+			continue
+		}
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err == nil && flags&unix.FD_CLOEXEC == 0 {
+			unix.Close(fd)
+		}
+	}
+	return nil
 }
 
 func (a *agent) setup() (enforced []string, err error) {
@@ -129,19 +165,34 @@ func (a *agent) setup() (enforced []string, err error) {
 		if l.v == 0 && l.res != unix.RLIMIT_CORE {
 			continue
 		}
-		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: l.v, Max: l.v}); err != nil {
+		v := l.v
+		// Raising a hard limit takes a privilege of the host's: where the
+		// owner's own hard limit is lower, that is the limit.
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(l.res, &cur); err == nil && cur.Max < v {
+			v = cur.Max
+			if l.res == unix.RLIMIT_NOFILE {
+				enforced = append(enforced, fmt.Sprintf("open files %d per process (the owner's own hard limit, below the %d asked for)", v, l.v))
+			}
+		}
+		if err := unix.Setrlimit(l.res, &unix.Rlimit{Cur: v, Max: v}); err != nil {
 			return nil, fmt.Errorf("setrlimit %d: %w", l.res, err)
 		}
 	}
-	// Whatever descriptors the agent inherited beyond its control socket
-	// must never reach sandboxed code.
-	unix.CloseRange(agentFD, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	owner := -1
+	if cfg.Separate {
+		owner = 0 // what the agent creates belongs to the sandbox's root
+	}
+	if a.root, err = openRoot("/", owner); err != nil {
+		return nil, err
+	}
 
 	for k, v := range cfg.Env {
 		a.env = append(a.env, k+"="+v)
 	}
 	sort.Strings(a.env)
-	return a.startSpawner(cfg.Isolate && cfg.Confine)
+	confined, err := a.startSpawner(cfg.Isolate && cfg.Confine)
+	return append(enforced, confined...), err
 }
 
 // spawnRequest asks the spawner thread to fork and exec a command.
@@ -252,32 +303,34 @@ func (a *agent) handle(fds []int) {
 	switch req.Op {
 	case opInit:
 		writeMsg(c, errReply(a.init(&req)))
+	case opPing:
+		writeMsg(c, reply{Done: true})
 	case opExec:
 		a.exec(c, r, &req, extra)
 	case opOpen:
 		if len(extra) == 1 {
-			a.open(c, req.Path, extra[0])
+			a.open(c, a.abs(req.Path), extra[0])
 		}
 	case opWrite:
 		if len(extra) == 1 {
-			a.write(c, r, req.Path, extra[0])
+			a.write(c, r, a.abs(req.Path), extra[0])
 		}
 	case opMkdir:
-		writeMsg(c, errReply(mkdirAll(req.Path)))
+		writeMsg(c, errReply(a.root.mkdirAll(a.abs(req.Path))))
 	case opReadDir:
-		list, err := readDir(req.Path)
+		list, err := a.root.readDir(a.abs(req.Path))
 		rep := errReply(err)
 		rep.Files = list
 		writeMsg(c, rep)
 	case opStat:
-		st, err := stat(req.Path, filepath.Base(req.Path))
+		st, err := a.root.stat(a.abs(req.Path))
 		rep := errReply(err)
 		if err == nil {
 			rep.Files = []fileStat{st}
 		}
 		writeMsg(c, rep)
 	case opRemove:
-		writeMsg(c, errReply(removeAll(req.Path)))
+		writeMsg(c, errReply(a.root.removeAll(a.abs(req.Path))))
 	default:
 		writeMsg(c, reply{Err: "unknown operation " + strconv.Quote(req.Op)})
 	}
@@ -288,15 +341,29 @@ func errReply(err error) reply {
 		return reply{Done: true}
 	}
 	rep := reply{Err: err.Error()}
+	// The host rebuilds the *fs.PathError with its own op and name: send
+	// only the reason.
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		rep.Err = pe.Err.Error()
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		rep.Errno = int(errno)
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			rep.Err = errno.Error()
-		}
 	}
 	return rep
+}
+
+// abs makes a path from outside absolute: relative ones are in the
+// sandbox's working directory.
+func (a *agent) abs(name string) string {
+	if path.IsAbs(name) {
+		return path.Clean(name)
+	}
+	a.mu.Lock()
+	dir := a.cfg.Dir
+	a.mu.Unlock()
+	return path.Join(dir, name)
 }
 
 // init binds a Create's environment and working directory (the agent may
@@ -306,7 +373,12 @@ func (a *agent) init(req *request) error {
 	if dir == "" {
 		dir = a.cfg.WorkDir
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir = a.abs(dir)
+	if err := a.root.mkdirAll(dir); err != nil {
+		return err
+	}
+	dir, err := a.root.resolveDir(dir)
+	if err != nil {
 		return err
 	}
 	if err := os.Chdir(dir); err != nil {
@@ -352,19 +424,24 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	}
 	a.mu.Lock()
 	env := mergeEnv(a.env, req.Env)
-	dir := a.cfg.Dir
 	a.mu.Unlock()
+	dir := a.abs(".")
 	if req.Dir != "" {
-		dir = req.Dir
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(a.cfg.Dir, dir)
-		}
+		dir = a.abs(req.Dir)
 	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		writeMsg(c, reply{Err: fmt.Sprintf("working directory %s does not exist or is not a directory", dir), Errno: int(syscall.ENOENT)})
+	// The directory is resolved inside the sandbox, never through a magic
+	// link, and the command is started in the directory found.
+	resolved, err := a.root.resolveDir(dir)
+	if err != nil {
+		msg := fmt.Sprintf("working directory %s does not exist or is not a directory", dir)
+		if errors.Is(err, errProcessEntry) || errors.Is(err, syscall.ELOOP) {
+			msg = fmt.Sprintf("working directory %s: %v", dir, errors.Unwrap(err))
+		}
+		writeMsg(c, reply{Err: msg, Errno: int(syscall.ENOENT)})
 		return
 	}
-	path, err := lookPath(req.Argv[0], env, dir)
+	dir = resolved
+	path, err := a.lookPath(req.Argv[0], env, dir)
 	if err != nil {
 		writeMsg(c, reply{Err: err.Error(), NotFound: true})
 		return
@@ -553,14 +630,20 @@ func mergeEnv(base []string, extra map[string]string) []string {
 }
 
 // lookPath finds a program the way a shell would, using the command's own
-// PATH.
-func lookPath(name string, env []string, dir string) (string, error) {
+// PATH. Candidates are resolved inside the sandbox, like every path from
+// outside, so neither a program nor a PATH entry can lead through a magic
+// link.
+func (a *agent) lookPath(name string, env []string, dir string) (string, error) {
 	if strings.Contains(name, "/") {
 		p := name
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
-		if err := executable(p); err != nil {
+		if err := a.executable(p); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
 			return "", fmt.Errorf("%s: %w", name, err)
 		}
 		return p, nil
@@ -579,19 +662,19 @@ func lookPath(name string, env []string, dir string) (string, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
-		if executable(p) == nil {
+		if a.executable(p) == nil {
 			return p, nil
 		}
 	}
 	return "", fmt.Errorf("%s: command not found", name)
 }
 
-func executable(p string) error {
-	fi, err := os.Stat(p)
+func (a *agent) executable(p string) error {
+	st, err := a.root.stat(p)
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+	if st.Dir || st.Mode&0o111 == 0 {
 		return fs.ErrPermission
 	}
 	return nil
@@ -599,26 +682,13 @@ func executable(p string) error {
 
 // open streams a regular file into the host's pipe, then reports.
 func (a *agent) open(c net.Conn, path string, pipe *os.File) {
-	f, err := os.Open(path)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && !fi.Mode().IsRegular() {
-			err = &fs.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
-			if !fi.IsDir() {
-				err = &fs.PathError{Op: "open", Path: path, Err: errors.New("not a regular file")}
-			}
-		}
-		if err != nil {
-			f.Close()
-		}
-	}
+	f, size, err := a.root.openRegular(path)
 	if err != nil {
 		writeMsg(c, errReply(err))
 		return
 	}
 	defer f.Close()
-	fi, _ := f.Stat()
-	if err := writeMsg(c, reply{Files: []fileStat{{Size: fi.Size()}}}); err != nil {
+	if err := writeMsg(c, reply{Files: []fileStat{{Size: size}}}); err != nil {
 		return
 	}
 	_, err = copyBig(pipe, f)
@@ -628,18 +698,35 @@ func (a *agent) open(c net.Conn, path string, pipe *os.File) {
 
 // write streams the host's pipe into a temporary file next to path and
 // renames it into place only when the host says all data was sent, so a
-// failed write never leaves a half-written file.
-func (a *agent) write(c net.Conn, r io.Reader, path string, pipe *os.File) {
-	dir := filepath.Dir(path)
-	err := mkdirAll(dir)
+// failed write never leaves a half-written file. The directory is
+// resolved once, inside the sandbox; everything after goes through it.
+func (a *agent) write(c net.Conn, r io.Reader, name string, pipe *os.File) {
+	dir, base := path.Split(name)
+	err := a.root.mkdirAll(dir)
+	mode := uint32(0o644)
+	if err == nil && base == "" {
+		err = &fs.PathError{Op: "write", Path: name, Err: syscall.EISDIR}
+	}
 	if err == nil {
-		if fi, serr := os.Stat(path); serr == nil && fi.IsDir() {
-			err = &fs.PathError{Op: "write", Path: path, Err: syscall.EISDIR}
+		if st, serr := a.root.stat(name); serr == nil {
+			if st.Dir {
+				err = &fs.PathError{Op: "write", Path: name, Err: syscall.EISDIR}
+			}
+			mode = st.Mode
 		}
 	}
-	var tmp *os.File
+	dfd := -1
 	if err == nil {
-		tmp, err = os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+		dfd, err = a.root.open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	}
+	var tmp *os.File
+	var tmpName string
+	if err == nil {
+		defer unix.Close(dfd)
+		tmp, tmpName, err = a.root.createTemp(dfd)
+		if err != nil {
+			err = &fs.PathError{Op: "write", Path: name, Err: err}
+		}
 	}
 	if err != nil {
 		writeMsg(c, errReply(err))
@@ -647,7 +734,7 @@ func (a *agent) write(c net.Conn, r io.Reader, path string, pipe *os.File) {
 	}
 	defer func() {
 		tmp.Close()
-		os.Remove(tmp.Name())
+		unix.Unlinkat(dfd, tmpName, 0)
 	}()
 	if err := writeMsg(c, reply{}); err != nil {
 		return
@@ -662,11 +749,7 @@ func (a *agent) write(c net.Conn, r io.Reader, path string, pipe *os.File) {
 		writeMsg(c, reply{Err: "write aborted by host"})
 		return
 	}
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	if err := tmp.Chmod(mode); err != nil {
+	if err := tmp.Chmod(os.FileMode(mode)); err != nil {
 		writeMsg(c, errReply(err))
 		return
 	}
@@ -674,60 +757,11 @@ func (a *agent) write(c net.Conn, r io.Reader, path string, pipe *os.File) {
 		writeMsg(c, errReply(err))
 		return
 	}
-	writeMsg(c, errReply(os.Rename(tmp.Name(), path)))
-}
-
-func mkdirAll(path string) error {
-	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
-		return &fs.PathError{Op: "mkdir", Path: path, Err: syscall.EEXIST}
+	if err := unix.Renameat(dfd, tmpName, dfd, base); err != nil {
+		writeMsg(c, errReply(&fs.PathError{Op: "write", Path: name, Err: err}))
+		return
 	}
-	return os.MkdirAll(path, 0o755)
-}
-
-func removeAll(path string) error {
-	if abs, err := filepath.Abs(path); err == nil && abs == "/" {
-		return &fs.PathError{Op: "remove", Path: path, Err: syscall.EBUSY}
-	}
-	return os.RemoveAll(path)
-}
-
-func readDir(path string) ([]fileStat, error) {
-	ents, err := os.ReadDir(path)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]fileStat, 0, len(ents))
-	for _, e := range ents {
-		st, err := stat(filepath.Join(path, e.Name()), e.Name())
-		if err != nil {
-			continue // vanished meanwhile
-		}
-		out = append(out, st)
-	}
-	return out, nil
-}
-
-// stat follows symbolic links; a dangling link is described as itself.
-func stat(path, name string) (fileStat, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		var lerr error
-		if fi, lerr = os.Lstat(path); lerr != nil {
-			return fileStat{}, err
-		}
-	}
-	abs, aerr := filepath.Abs(path)
-	if aerr != nil {
-		abs = path
-	}
-	return fileStat{
-		Name:    name,
-		Path:    abs,
-		Dir:     fi.IsDir(),
-		Size:    fi.Size(),
-		Mode:    uint32(fi.Mode().Perm()),
-		ModTime: fi.ModTime().UnixNano(),
-	}, nil
+	writeMsg(c, reply{Done: true})
 }
 
 // copyBig copies in 1 MiB steps. Neither end supports copy_file_range or

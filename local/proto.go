@@ -38,6 +38,10 @@ type agentConfig struct {
 	Limits   limits            `json:"limits"`             // rlimits for sandboxed processes
 	Hostname string            `json:"hostname,omitempty"` // UTS name
 	GPUs     []string          `json:"gpus,omitempty"`     // host device nodes to bind in
+	// Separate: the agent runs as uid 1 of the sandbox's user namespace
+	// (a host uid of its own), sandboxed code as uid 0, so that code cannot
+	// reach the agent's process attributes (oom_score_adj, rlimits).
+	Separate bool `json:"separate,omitempty"`
 }
 
 type limits struct {
@@ -50,6 +54,7 @@ type limits struct {
 // Operations.
 const (
 	opInit    = "init" // bind a Create's environment and working directory
+	opPing    = "ping" // is the agent answering?
 	opExec    = "exec"
 	opOpen    = "open"
 	opWrite   = "write"
