@@ -77,6 +77,12 @@ func runAgent() int {
 		return 3
 	}
 	enforced, err := a.setup()
+	if err == nil && a.cfg.Separate {
+		// Keep the agent's /proc entries its own: those of a process that
+		// is not dumpable (as credential changes during setup leave it)
+		// belong to its namespace's root, the sandbox's code.
+		err = unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
+	}
 	if err != nil {
 		b, _ := json.Marshal(reply{Err: err.Error()})
 		uc.Write(b)
@@ -200,6 +206,7 @@ type spawnRequest struct {
 	path  string
 	argv  []string
 	attr  *syscall.ProcAttr
+	group *groupFiles // the command's own cgroup, or nil (cmdgroup_linux.go)
 	reply chan spawnResult
 }
 
@@ -224,7 +231,13 @@ func (a *agent) startSpawner(confine bool) ([]string, error) {
 	go func() {
 		runtime.LockOSThread()
 		var r ready
-		if confine {
+		if a.cfg.Isolate {
+			r.err = ownCgroupNamespace()
+		}
+		if a.cfg.Separate && r.err == nil {
+			r.err = becomeSandboxRoot()
+		}
+		if confine && r.err == nil {
 			r.enforced, r.err = confineThread()
 		}
 		readyc <- r
@@ -232,7 +245,7 @@ func (a *agent) startSpawner(confine bool) ([]string, error) {
 			return // exits locked: the runtime discards the thread
 		}
 		for req := range a.spawn {
-			pid, err := syscall.ForkExec(req.path, req.argv, req.attr)
+			pid, err := forkIn(req.group, req.path, req.argv, req.attr)
 			req.reply <- spawnResult{pid, err}
 		}
 	}()
@@ -405,9 +418,16 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	if req.Stdin {
 		want = 3
 	}
+	if req.Group {
+		want += 3
+	}
 	if len(files) != want || len(req.Argv) == 0 {
 		writeMsg(c, reply{Err: "malformed exec request"})
 		return
+	}
+	var group *groupFiles
+	if req.Group {
+		group = groupFilesFrom(files)
 	}
 	stdout, stderr := files[0], files[1]
 	var stdin *os.File
@@ -451,7 +471,7 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	// to deliver an exit, cannot lose a command that exits at once.
 	a.mu.Lock()
 	res := make(chan spawnResult, 1)
-	a.spawn <- spawnRequest{path: path, argv: req.Argv, reply: res, attr: &syscall.ProcAttr{
+	a.spawn <- spawnRequest{path: path, argv: req.Argv, reply: res, group: group, attr: &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()},
@@ -485,8 +505,11 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		writeMsg(c, rep)
 		return
 	}
+	// Killing kills everything in the command's cgroup, or where it has
+	// none, its process tree.
+	killer := newCommandKiller(pid, group)
 	if err := writeMsg(c, reply{}); err != nil { // started
-		killTree(pid)
+		killer.kill()
 		<-done
 		return
 	}
@@ -502,7 +525,7 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 			default:
 			}
 			if err != nil || m.Kill {
-				killTree(pid)
+				killer.kill()
 			}
 			if err != nil {
 				return
@@ -510,6 +533,7 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		}
 	}()
 	code := <-done
+	killer.finish() // a kill under way completes before the exit is told
 	close(finished)
 	writeMsg(c, reply{Exit: &code})
 }

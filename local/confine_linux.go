@@ -110,7 +110,7 @@ func confineThread() (enforced []string, err error) {
 		if err := loadSeccomp(); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
-		enforced = append(enforced, fmt.Sprintf("seccomp (%d syscalls denied, namespace clone flags denied, foreign ABIs denied)", len(deniedSyscalls)))
+		enforced = append(enforced, fmt.Sprintf("seccomp (%d syscalls denied, namespace clone flags denied, terminal injection denied, socket families but unix/inet/inet6/netlink denied, foreign ABIs denied)", len(deniedSyscalls)))
 	}
 
 	// Last, empty the effective, permitted and inheritable sets.
@@ -121,6 +121,25 @@ func confineThread() (enforced []string, err error) {
 	}
 	enforced = append(enforced, "capabilities: none")
 	return enforced, nil
+}
+
+// becomeSandboxRoot makes the calling OS thread, the agent's spawner, uid
+// and gid 0 of the sandbox's user namespace, which commands then run as,
+// where the agent runs as a uid of its own. Only this thread: credentials
+// are per thread in the kernel, and the system calls are made raw so that
+// they are not applied to every thread as Go's syscall.Setuid does.
+// (Setting the uid in each forked child instead would not do: Go forks
+// with CLONE_VM, and a child's credential change before exec marks the
+// agent's shared memory map non-dumpable, which hands the agent's /proc
+// entries to the sandbox's root.)
+func becomeSandboxRoot() error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, 0, 0); e != 0 {
+		return fmt.Errorf("setresgid: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, 0, 0); e != 0 {
+		return fmt.Errorf("setresuid: %w", e)
+	}
+	return nil
 }
 
 const (
@@ -155,11 +174,6 @@ func loadSeccomp() error {
 			{Argument: 0, Operation: seccomp.BitsSet, Value: bit},
 		}})
 	}
-	for _, req := range []uint64{unix.TIOCSTI, unix.TIOCLINUX} {
-		conds = append(conds, seccomp.NameWithConditions{Name: "ioctl", Conditions: seccomp.ArgumentConditions{
-			{Argument: 1, Operation: seccomp.Equal, Value: req},
-		}})
-	}
 	groups = append(groups, seccomp.SyscallGroup{Action: errno, NamesWithCondtions: conds})
 	// clone3 passes its flags in memory, out of a filter's reach: answer
 	// ENOSYS and libc falls back to clone, which is checked above.
@@ -172,7 +186,62 @@ func loadSeccomp() error {
 	if err := seccomp.LoadFilter(filter); err != nil {
 		return err
 	}
+	if err := loadArgFilter(); err != nil {
+		return err
+	}
 	return loadArchFilter()
+}
+
+// socketFamilies are the address families sandboxed code may open
+// sockets of: local sockets, IP (in the sandbox's own network namespace
+// unless it shares the host's) and netlink (which libc's getaddrinfo and
+// tools like ip need, and which is per network namespace). Every other
+// family is refused with EAFNOSUPPORT, the answer of a kernel without it:
+// some are not namespaced at all (AF_VSOCK reaches the VM's host and
+// other guests), the rest is kernel attack surface ordinary programs never
+// use (AF_ALG, AF_PACKET, AF_KEY, AF_TIPC, AF_RDS, ...).
+var socketFamilies = []uint32{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK}
+
+// deniedIoctls type into a terminal outside the sandbox.
+var deniedIoctls = []uint32{unix.TIOCSTI, unix.TIOCLINUX}
+
+// loadArgFilter checks the arguments that the deny-list cannot: socket's
+// and socketpair's address family, and ioctl's request. Both are C ints,
+// of which the kernel reads the low 32 bits only, so the filter compares
+// those alone (a 64-bit comparison would let 0x1_0000_5412 through as
+// TIOCSTI). The words read are the low halves on little-endian machines,
+// the only ones nativeAuditArch admits.
+func loadArgFilter() error {
+	const (
+		nrOff   = 0
+		argOff  = 16 // seccomp_data.args[0]
+		argSize = 8
+	)
+	d, n := uint8(len(deniedIoctls)), uint8(len(socketFamilies))
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: nrOff, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.SYS_IOCTL, SkipTrue: d + 3},
+		bpf.LoadAbsolute{Off: argOff + 1*argSize, Size: 4},
+	}
+	for i := range d {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: deniedIoctls[i], SkipTrue: d - i})
+	}
+	prog = append(prog,
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		// Not ioctl: the accumulator still holds the syscall number.
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.SYS_SOCKETPAIR, SkipTrue: n + 2},
+		bpf.LoadAbsolute{Off: argOff, Size: 4},
+	)
+	for i := range n {
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: socketFamilies[i], SkipTrue: n - i})
+	}
+	prog = append(prog,
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.EAFNOSUPPORT)},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
+	)
+	return loadBPF(prog)
 }
 
 // loadArchFilter refuses system calls made through any ABI but the native
@@ -183,12 +252,17 @@ func loadArchFilter() error {
 	if !ok {
 		return nil
 	}
-	prog, err := bpf.Assemble([]bpf.Instruction{
+	return loadBPF([]bpf.Instruction{
 		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: native, SkipTrue: 1},
 		bpf.RetConstant{Val: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
 		bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
 	})
+}
+
+// loadBPF installs a seccomp filter program on the calling thread.
+func loadBPF(insns []bpf.Instruction) error {
+	prog, err := bpf.Assemble(insns)
 	if err != nil {
 		return err
 	}
@@ -200,7 +274,7 @@ func loadArchFilter() error {
 	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(filters)
 	if e != 0 {
-		return fmt.Errorf("arch filter: %w", e)
+		return fmt.Errorf("load filter: %w", e)
 	}
 	return nil
 }

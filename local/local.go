@@ -23,7 +23,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +51,7 @@ const (
 type Provider struct {
 	opts           Options
 	explicitMemory bool
+	quota          *quota // the provider-wide caps
 
 	mu         sync.Mutex
 	sandboxes  map[string]*sandbox
@@ -59,6 +59,7 @@ type Provider struct {
 	spares     []*sandbox     // started ahead of demand, not yet handed out
 	fillingNow bool           // a fill goroutine is running
 	filling    sync.WaitGroup // the fill goroutine, for Close
+	makingRoom int            // Creates that gave up a spare's place: no refill meanwhile
 }
 
 var _ compute.Provider = (*Provider)(nil)
@@ -110,16 +111,16 @@ func New(opts Options) (*Provider, error) {
 	case opts.DiskSize >= opts.MaxMemory:
 		return nil, fmt.Errorf("local: DiskSize (%s) must be below MaxMemory (%s): a sandbox's files are kept in its memory", bytesString(opts.DiskSize), bytesString(opts.MaxMemory))
 	}
+	if err := setQuotaDefaults(&opts); err != nil {
+		return nil, err
+	}
 	if err := checkSupport(opts); err != nil {
 		return nil, err
 	}
 	if opts.Isolation == IsolationNamespaces {
-		sweepStaging()
-		if os.Geteuid() == 0 {
-			sweepCgroups()
-		}
+		sweepNow()
 	}
-	return &Provider{opts: opts, explicitMemory: explicitMemory, sandboxes: map[string]*sandbox{}}, nil
+	return &Provider{opts: opts, explicitMemory: explicitMemory, quota: newQuota(opts), sandboxes: map[string]*sandbox{}}, nil
 }
 
 // Name returns "local".
@@ -132,6 +133,9 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if p.opts.Isolation == IsolationNamespaces {
+		sweepSometimes() // what crashed owners left behind
 	}
 	network := p.opts.Network
 	switch opts.Network {
@@ -169,7 +173,11 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	}
 	if s == nil {
 		var err error
-		if s, err = p.startCancelable(ctx, network, gpus); err != nil {
+		s, err = p.startCancelable(ctx, network, gpus)
+		if errors.Is(err, compute.ErrQuotaExceeded) {
+			s, err = p.startMakingRoom(ctx, network, gpus, err)
+		}
+		if err != nil {
 			return nil, err
 		}
 		if err := s.activate(ctx, id, opts); err != nil {
@@ -284,6 +292,38 @@ func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []str
 	}
 }
 
+// startMakingRoom retries a start that the provider-wide caps refused,
+// giving up spares' places one at a time (spares hold places like any
+// sandbox), so that a Create no spare can serve (another network policy, a
+// GPU) is not refused for the sake of spares. Refills wait meanwhile.
+func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []string, err error) (*sandbox, error) {
+	p.mu.Lock()
+	p.makingRoom++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.makingRoom--
+		p.mu.Unlock()
+	}()
+	for errors.Is(err, compute.ErrQuotaExceeded) {
+		p.mu.Lock()
+		var spare *sandbox
+		if n := len(p.spares); n > 0 {
+			spare, p.spares = p.spares[n-1], p.spares[:n-1]
+		}
+		p.mu.Unlock()
+		if spare == nil {
+			return nil, err
+		}
+		spare.destroy()
+		var s *sandbox
+		if s, err = p.startCancelable(ctx, network, gpus); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
+}
+
 // takePrestarted returns a sandbox started ahead of demand, if one is
 // ready for this network mode, and starts replacing it. The first Create
 // starts the reserve: a provider that is never used starts nothing.
@@ -316,7 +356,7 @@ func (p *Provider) fill() {
 	defer p.filling.Done()
 	for {
 		p.mu.Lock()
-		if p.closed || len(p.spares) >= p.prestart() {
+		if p.closed || len(p.spares) >= p.prestart() || p.makingRoom > 0 {
 			p.fillingNow = false
 			p.mu.Unlock()
 			return

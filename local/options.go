@@ -58,4 +58,22 @@ type Options struct {
 	// writable (not root), an explicit MaxMemory becomes a per-process
 	// RLIMIT_AS instead, and Info says so.
 	MaxMemory int64
+
+	// Provider-wide caps: what the provider's sandboxes may hold together,
+	// prestarted spares included, so that many sandboxes cannot take the
+	// host down where one cannot. A Create past one of them fails with an
+	// error matching compute.ErrQuotaExceeded that names the cap; destroy
+	// sandboxes, lower the per-sandbox limit or raise the cap.
+
+	// MaxSandboxes caps the sandboxes held at once (when zero, 32 per CPU
+	// of the host).
+	MaxSandboxes int
+	// MaxTotalMemory caps the sum of the sandboxes' memory limits (when
+	// zero, the host's physical memory), so that the limits together never
+	// promise more memory than the host has.
+	MaxTotalMemory int64
+	// MaxTotalProcesses caps the sum of the sandboxes' process limits
+	// (when zero, half of the host's pid_max and threads-max, whichever is
+	// less), so that sandboxes cannot exhaust the host's process table.
+	MaxTotalProcesses int
 }

@@ -73,6 +73,7 @@ type request struct {
 	Path  string            `json:"path,omitempty"`
 	Stdin bool              `json:"stdin,omitempty"` // an stdin pipe was sent
 	Proxy bool              `json:"proxy,omitempty"` // init: serve the allowlist proxy
+	Group bool              `json:"group,omitempty"` // exec: the command's cgroup files were sent (cmdgroup_linux.go)
 }
 
 // reply is what the agent answers. Err and Errno describe a failure;

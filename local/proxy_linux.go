@@ -42,11 +42,18 @@ type proxy struct {
 	sandboxID string
 	allow     map[string]bool // "host:port", host lowercased
 
-	mu    sync.Mutex
-	conns map[net.Conn]bool // open connections, closed by stop
-	done  bool
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]bool // open connections, closed by stop
+	clients int               // of which from the sandbox
+	done    bool
+	wg      sync.WaitGroup
 }
+
+// maxProxyClients caps the connections one sandbox may hold open to its
+// proxy. Each costs the host descriptors (two, once dialled); without a
+// cap, idle connections from inside exhausted the host's table and every
+// other sandbox's start with it. Connections past it are closed at once.
+const maxProxyClients = 128
 
 func newProxy(id string, allow []string) *proxy {
 	p := &proxy{sandboxID: id, allow: map[string]bool{}, conns: map[net.Conn]bool{}}
@@ -83,7 +90,7 @@ func (p *proxy) serve(ctl *net.UnixConn) {
 			if err != nil {
 				continue
 			}
-			if !p.track(c) {
+			if !p.trackClient(c) {
 				c.Close()
 				continue
 			}
@@ -103,9 +110,29 @@ func (p *proxy) track(c net.Conn) bool {
 	return true
 }
 
+// trackClient tracks a connection from the sandbox, if under the cap.
+func (p *proxy) trackClient(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done || p.clients >= maxProxyClients {
+		return false
+	}
+	p.conns[c] = true
+	p.clients++
+	return true
+}
+
 func (p *proxy) untrack(c net.Conn) {
 	p.mu.Lock()
 	delete(p.conns, c)
+	p.mu.Unlock()
+	c.Close()
+}
+
+func (p *proxy) untrackClient(c net.Conn) {
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.clients--
 	p.mu.Unlock()
 	c.Close()
 }
@@ -125,7 +152,7 @@ func (p *proxy) stop() {
 // tunnelled, absolute-URI requests for plain HTTP.
 func (p *proxy) handle(c net.Conn) {
 	defer p.wg.Done()
-	defer p.untrack(c)
+	defer p.untrackClient(c)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)

@@ -41,7 +41,7 @@ func buildRoot(cfg *agentConfig) error {
 	// like a container's root (programs create /app and the like); the
 	// host's system is bound into it read-only.
 	root := cfg.Staging
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", cfg.DiskSize)); err != nil {
+	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755,uid=0,gid=0", cfg.DiskSize)); err != nil {
 		return fmt.Errorf("mount root tmpfs: %w", err)
 	}
 	in := func(p string) string { return filepath.Join(root, p) }
@@ -66,8 +66,8 @@ func buildRoot(cfg *agentConfig) error {
 	}
 	hostname := cfg.Hostname
 	generated := map[string]string{
-		"passwd":   "root:x:0:0:root:" + cfg.WorkDir + ":/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-		"group":    "root:x:0:\nnogroup:x:65534:\n",
+		"passwd":   "root:x:0:0:root:" + cfg.WorkDir + ":/bin/sh\nsandbox-agent:x:1:1:the sandbox's agent:/:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"group":    "root:x:0:\nsandbox-agent:x:1:\nnogroup:x:65534:\n",
 		"hostname": hostname + "\n",
 		"hosts":    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
 	}
@@ -86,7 +86,7 @@ func buildRoot(cfg *agentConfig) error {
 	if err := os.Mkdir(in("dev"), 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", in("dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
+	if err := unix.Mount("tmpfs", in("dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755,uid=0,gid=0"); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, d := range devFiles {
@@ -125,6 +125,9 @@ func buildRoot(cfg *agentConfig) error {
 	if err := unix.Mount("proc", in("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
+	if err := maskProc(in("proc")); err != nil {
+		return err
+	}
 
 	// Writable: /tmp and the work dir are directories of the root file
 	// system, so the sandbox has one disk quota for all it writes (past it,
@@ -139,6 +142,14 @@ func buildRoot(cfg *agentConfig) error {
 		return err
 	}
 
+	// What the agent made is the sandbox's root's, not the agent's own
+	// (where the agent runs as a uid of its own).
+	if cfg.Separate {
+		if err := chownTree(root); err != nil {
+			return err
+		}
+	}
+
 	// Enter the new root; the host's tree is detached and unreachable.
 	if err := unix.Chdir(root); err != nil {
 		return err
@@ -150,6 +161,73 @@ func buildRoot(cfg *agentConfig) error {
 		return fmt.Errorf("detach host root: %w", err)
 	}
 	return unix.Chdir("/")
+}
+
+// Parts of /proc that describe the host, not the sandbox, and are hidden
+// as container runtimes hide them: files read as empty (/dev/null is bound
+// on them), directories as empty and read-only. Which kernel, with which
+// configuration and command line, with which devices and modules, timers
+// and keys of other processes: what an attacker fingerprints the host
+// with.
+var (
+	maskedProcFiles = []string{
+		"cmdline", "config.gz", "kcore", "keys", "key-users", "kallsyms", "kmsg",
+		"latency_stats", "modules", "sched_debug", "sysrq-trigger", "timer_list",
+		"timer_stats", "vmallocinfo", "iomem", "ioports",
+	}
+	maskedProcDirs = []string{"acpi", "asound", "bus", "driver", "irq", "scsi"}
+)
+
+// maskProc hides the host's parts of a /proc mounted at dir. What this
+// kernel lacks is skipped.
+func maskProc(dir string) error {
+	for _, f := range maskedProcFiles {
+		p := filepath.Join(dir, f)
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("mask /proc/%s: %w", f, err)
+		}
+	}
+	for _, d := range maskedProcDirs {
+		p := filepath.Join(dir, d)
+		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=0555"); err != nil {
+			return fmt.Errorf("mask /proc/%s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// chownTree gives everything under root on root's own file system (not
+// the mounts on it) to uid and gid 0.
+func chownTree(root string) error {
+	var rootSt unix.Stat_t
+	if err := unix.Lstat(root, &rootSt); err != nil {
+		return err
+	}
+	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if st.Dev != rootSt.Dev {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if err := unix.Lchown(p, 0, 0); err != nil {
+			return fmt.Errorf("chown %s: %w", strings.TrimPrefix(p, root), err)
+		}
+		return nil
+	})
 }
 
 // mirror makes dst look like the host's src: the same symlink, or a

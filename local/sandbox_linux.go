@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,7 @@ type sandbox struct {
 
 	limits []string      // what the sandbox enforces, for Info
 	cg     *cgroupLimits // nil where cgroups are unavailable
+	quota  *reservation  // its share of the provider-wide caps
 	proxy  *proxy        // the network allowlist's proxy, if any
 
 	releaseOnce sync.Once
@@ -84,22 +86,44 @@ type sandbox struct {
 
 var _ compute.FileSystemProvider = (*sandbox)(nil)
 
-// hostID picks the unprivileged host uid (and gid) a sandbox runs as. As
-// root we can map any id: each sandbox gets its own, far from real users,
-// so sandboxes cannot signal or share files with each other or anyone.
-// Without root the kernel lets us map only our own uid.
-func hostID() (uid, gid int) {
+// hostID picks the unprivileged host uid (and gid) a sandbox's code runs
+// as, and reports whether the agent gets one of its own (the next one). As
+// root we can map any id: each sandbox gets its own pair, far from real
+// users, so sandboxes cannot signal or share files with each other or
+// anyone, and sandboxed code cannot touch its agent's process attributes
+// (oom_score_adj, rlimits), which the kernel lets any process of the same
+// uid change. Without root the kernel lets us map only our own uid, which
+// the agent and the code then share.
+func hostID() (uid, gid int, separate bool) {
 	if os.Geteuid() != 0 {
-		return os.Geteuid(), os.Getegid()
+		return os.Geteuid(), os.Getegid(), false
 	}
-	id := 1_000_000_000 + rand.IntN(1_000_000_000)
-	return id, id
+	id := 1_000_000_000 + 2*rand.IntN(500_000_000)
+	return id, id, true
+}
+
+// agentUID is the agent's uid inside the sandbox's user namespace when it
+// has a host uid of its own; sandboxed code is uid 0 (root) there.
+const agentUID = 1
+
+// allCaps lists every capability this kernel knows: the agent keeps them,
+// in the sandbox's user namespace only, across the exec that starts it as
+// agentUID.
+func allCaps() []uintptr {
+	var caps []uintptr
+	for c := 0; c <= lastCap(); c++ {
+		caps = append(caps, uintptr(c))
+	}
+	return caps
 }
 
 // startAgent starts a sandbox up to the point where it can run commands,
 // without anything of a particular Create: that is bound by activate. The
 // split lets the provider start sandboxes ahead of demand (Prestart).
-func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error) {
+//
+// Its result is unnamed on purpose: the cleanups below use s, which a
+// "return nil, err" would otherwise set to nil before they run.
+func startAgent(p *Provider, network bool, gpus []string) (_ *sandbox, err error) {
 	isolate := p.opts.Isolation == IsolationNamespaces
 	cfg := agentConfig{
 		GPUs:     gpus,
@@ -115,7 +139,7 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 			FileSize: uint64(p.opts.MaxFileSize),
 		},
 	}
-	s = &sandbox{p: p, network: network, exited: make(chan struct{})}
+	s := &sandbox{p: p, network: network, exited: make(chan struct{})}
 	var cleanups []func()
 	defer func() {
 		if err != nil {
@@ -124,12 +148,16 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 			}
 		}
 	}()
+	if s.quota, err = p.quota.reserve(); err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, s.quota.release)
 
 	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if isolate {
-		uid, gid := hostID()
+		uid, gid, separate := hostID()
 		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
-			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC // cgroup: ownCgroupNamespace, once in its cgroup
 		if !network {
 			attr.Cloneflags |= syscall.CLONE_NEWNET
 		}
@@ -140,6 +168,15 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 		// child's host uid at 0; this makes it uid 0 inside = uid above
 		// outside.
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		if separate {
+			// Inside: 0 is the sandbox's code, agentUID the agent, which
+			// keeps its capabilities (of this namespace) through the exec.
+			attr.UidMappings[0].Size = agentUID + 1
+			attr.GidMappings[0].Size = agentUID + 1
+			attr.Credential = &syscall.Credential{Uid: agentUID, Gid: agentUID, NoSetGroups: true}
+			attr.AmbientCaps = allCaps()
+			cfg.Separate = true
+		}
 		// The root is built on an empty host directory the agent can
 		// reach; it is removed as soon as the agent has pivoted away.
 		staging, err := os.MkdirTemp("", stagingPrefix())
@@ -201,7 +238,8 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 		s.limits = append(s.limits,
 			fmt.Sprintf("memory %s for the whole sandbox, files in memory included (%s)", bytesString(lim.memory), v),
 			fmt.Sprintf("processes %d (%s pids, RLIMIT_NPROC)", lim.pids, v),
-			fmt.Sprintf("cpu %.2f CPUs (%s quota)", lim.cpus, v))
+			fmt.Sprintf("cpu %.2f CPUs (%s quota)", lim.cpus, v),
+			s.cg.socketsLimit(lim.memory))
 	} else {
 		if p.explicitMemory {
 			cfg.Limits.Memory = uint64(lim.memory)
@@ -211,6 +249,7 @@ func startAgent(p *Provider, network bool, gpus []string) (s *sandbox, err error
 		}
 		s.limits = append(s.limits, fmt.Sprintf("processes %d (RLIMIT_NPROC)", lim.pids), "cpu: not limited (cgroups unavailable)")
 	}
+	s.limits = append(s.limits, commandsLimit(s.cg, cgErr))
 	s.limits = append(s.limits,
 		fmt.Sprintf("open files %d per process (RLIMIT_NOFILE)", p.opts.MaxOpenFiles),
 		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)))
@@ -320,6 +359,9 @@ func startHint(err error) string {
 	if errors.Is(err, syscall.EACCES) {
 		return " (the program's executable must be readable and executable by an unprivileged user, as the sandbox runs as one)"
 	}
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return " (this process is out of file descriptors: raise its limit, e.g. ulimit -n 4096, or run fewer sandboxes)"
+	}
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
 		return " (this machine refused to create namespaces; user namespaces may be restricted here; local.IsolationNone runs without isolation)"
 	}
@@ -357,6 +399,7 @@ func (s *sandbox) destroy() error {
 // destroy or when the agent died on its own.
 func (s *sandbox) release() error {
 	s.releaseOnce.Do(func() {
+		s.quota.release()
 		s.ctl.Close()
 		if s.proxy != nil {
 			s.proxy.stop()
@@ -390,12 +433,19 @@ func (s *sandbox) status() compute.Status {
 	}
 }
 
+// Info describes the sandbox. A running sandbox's agent is asked whether
+// it answers: one that does not (wedged, or out of descriptors) makes the
+// status StatusError, since nothing can be done in the sandbox.
 func (s *sandbox) Info(ctx context.Context) (*compute.Info, error) {
+	status := s.status()
+	if status == compute.StatusRunning && !s.answers(ctx) && ctx.Err() == nil {
+		status = compute.StatusError
+	}
 	return &compute.Info{
 		ID:        s.id,
 		Provider:  "local",
 		Name:      s.name,
-		Status:    s.status(),
+		Status:    status,
 		Runtime:   s.runtime,
 		CreatedAt: s.created,
 		Timeout:   s.timeout,
@@ -403,6 +453,18 @@ func (s *sandbox) Info(ctx context.Context) (*compute.Info, error) {
 		Limits:    append([]string(nil), s.limits...),
 	}, nil
 }
+
+// answers reports whether the agent answers a ping within agentReplyTimeout.
+func (s *sandbox) answers(ctx context.Context) bool {
+	rep, err := s.call(ctx, &request{Op: opPing})
+	return err == nil && rep.Done
+}
+
+// agentReplyTimeout bounds the wait for the agent's answer to an operation
+// that waits on nothing of the caller's (a ping, a stat, a mkdir, the
+// start of a command or of a file transfer): an agent that takes this long
+// is wedged, and the caller gets an error that says so, not a hang.
+const agentReplyTimeout = time.Minute
 
 func (s *sandbox) stoppedErr() error {
 	return fmt.Errorf("local: sandbox %s: %w", s.id, compute.ErrStopped)
@@ -448,6 +510,19 @@ func (s *sandbox) begin(ctx context.Context, req *request, fds ...*os.File) (*op
 	return &op{conn: conn, r: bufio.NewReader(conn)}, nil
 }
 
+// answer reads the agent's next reply to an operation that waits on
+// nothing of the caller's, giving up when ctx is done or after
+// agentReplyTimeout.
+func (o *op) answer(ctx context.Context) (*reply, error) {
+	bounded, cancel := context.WithTimeout(ctx, agentReplyTimeout)
+	defer cancel()
+	rep, err := o.reply(bounded)
+	if err != nil && ctx.Err() == nil && bounded.Err() != nil {
+		return nil, fmt.Errorf("the sandbox's agent did not answer within %v", agentReplyTimeout)
+	}
+	return rep, err
+}
+
 // reply reads the agent's next reply, giving up when ctx is done.
 func (o *op) reply(ctx context.Context) (*reply, error) {
 	stop := context.AfterFunc(ctx, func() { o.conn.SetReadDeadline(time.Now()) })
@@ -469,7 +544,7 @@ func (s *sandbox) call(ctx context.Context, req *request) (*reply, error) {
 		return nil, err
 	}
 	defer o.conn.Close()
-	rep, err := o.reply(ctx)
+	rep, err := o.answer(ctx)
 	if err != nil {
 		return nil, s.lost(err)
 	}
@@ -526,12 +601,29 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 			inW.Close()
 		}
 	}
-	o, err := s.begin(ctx, &request{Op: opExec, Argv: req.Argv, Env: req.Env, Dir: req.Dir, Stdin: req.Stdin != nil}, fds...)
+	grp, err := s.cg.command() // nil where commands get no cgroup of their own
 	if err != nil {
 		closeMine()
+		for _, f := range fds {
+			f.Close()
+		}
+		select {
+		case <-s.exited: // its cgroup went with it
+			err = s.stoppedErr()
+		default:
+		}
 		return nil, err
 	}
-	rep, err := o.reply(ctx)
+	if grp != nil {
+		fds = append(fds, grp.files()...)
+	}
+	o, err := s.begin(ctx, &request{Op: opExec, Argv: req.Argv, Env: req.Env, Dir: req.Dir, Stdin: req.Stdin != nil, Group: grp != nil}, fds...)
+	if err != nil {
+		closeMine()
+		grp.done()
+		return nil, err
+	}
+	rep, err := o.answer(ctx)
 	if err == nil && rep.Err != "" {
 		err = errors.New(rep.Err)
 		if rep.NotFound {
@@ -545,9 +637,10 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	if err != nil {
 		o.conn.Close()
 		closeMine()
+		grp.done()
 		return nil, err
 	}
-	p := &process{op: o, outR: outR, errR: errR, inW: inW, s: s}
+	p := &process{op: o, outR: outR, errR: errR, inW: inW, s: s, group: grp}
 	if s.cg != nil {
 		p.oomBefore = s.cg.oomKills()
 	}
@@ -572,20 +665,78 @@ type process struct {
 	outR, errR *os.File
 	inW        *os.File
 	copies     sync.WaitGroup
+	copied     atomic.Int64 // bytes the copies have read, both streams
 
 	killMu sync.Mutex
 	ended  bool
 
-	oomBefore uint64 // the cgroup's OOM kill count when the command started
+	oomBefore uint64    // the cgroup's OOM kill count when the command started
+	group     *cmdGroup // the command's own cgroup, if any
 }
 
 func (p *process) copy(w io.Writer, r *os.File) {
 	defer p.copies.Done()
-	io.Copy(w, r)
+	io.Copy(w, countingReader{r, &p.copied})
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// drain ends the copies of a command that exited while something it
+// started still holds its output open. Everything the command wrote
+// before it exited is in the pipes or already read: the copies read all of
+// it first, however long a loaded machine or a slow writer makes them
+// take, and only then are the pipes closed. Output of the processes left
+// behind after that is not the command's and is not waited for.
+func (p *process) drain(done <-chan struct{}) {
+	pipes := []*os.File{p.outR}
+	if p.errR != p.outR {
+		pipes = append(pipes, p.errR)
+	}
+	buffered := func() (n int64) {
+		for _, f := range pipes {
+			n += pipeBuffered(f)
+		}
+		return n
+	}
+	// What is buffered now was written before now; reading at least that
+	// much more, or finding the pipes empty, means it all arrived.
+	target := p.copied.Load() + buffered()
+	for p.copied.Load() < target && buffered() > 0 {
+		select {
+		case <-done:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+	p.outR.Close()
+	p.errR.Close()
+	<-done
+}
+
+// pipeBuffered returns how many bytes wait unread in a pipe.
+func pipeBuffered(f *os.File) int64 {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }) // FIONREAD
+	return int64(n)
 }
 
 func (p *process) Wait() (int, error) {
 	rep, err := p.op.reply(context.Background())
+	p.group.done()
 	p.killMu.Lock()
 	p.ended = true
 	p.killMu.Unlock()
@@ -598,10 +749,9 @@ func (p *process) Wait() (int, error) {
 	select {
 	case <-done:
 	case <-time.After(outputGrace):
-		// Something the command started still holds its output open.
-		p.outR.Close()
-		p.errR.Close()
-		<-done
+		// Something the command started still holds its output open, or
+		// the copies are slow: read what the command wrote, then stop.
+		p.drain(done)
 	}
 	p.outR.Close()
 	p.errR.Close()
@@ -653,7 +803,7 @@ func (f *sandboxFS) Open(ctx context.Context, name string) (io.ReadCloser, error
 		r.Close()
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	rep, err := o.reply(ctx)
+	rep, err := o.answer(ctx)
 	if err == nil && rep.Err != "" {
 		err = pathErr("open", name, rep)
 	} else if err != nil {
@@ -725,7 +875,7 @@ func (f *sandboxFS) WriteFile(ctx context.Context, name string, src io.Reader) e
 		return &fs.PathError{Op: "write", Path: name, Err: err}
 	}
 	defer o.conn.Close()
-	rep, err := o.reply(ctx)
+	rep, err := o.answer(ctx)
 	if err != nil {
 		return &fs.PathError{Op: "write", Path: name, Err: f.s().lost(err)}
 	}
@@ -743,7 +893,7 @@ func (f *sandboxFS) WriteFile(ctx context.Context, name string, src io.Reader) e
 	if err := writeMsg(o.conn, control{Commit: copyErr == nil}); err != nil && copyErr == nil {
 		copyErr = err
 	}
-	rep, err = o.reply(ctx)
+	rep, err = o.answer(ctx)
 	switch {
 	case err == nil && rep.Err != "" && (copyErr == nil || errors.Is(copyErr, syscall.EPIPE)):
 		// The agent's reason (say, ENOSPC) beats our broken pipe.

@@ -1,0 +1,342 @@
+//go:build linux
+
+package local
+
+// Commands in cgroups of their own.
+//
+// A command's processes can leave its process tree: a double fork, then
+// setsid, and they are reparented to the agent in a session and process
+// group of their own, where neither parent links nor the process group
+// find them. Cgroup membership does: a process cannot leave its cgroup
+// without write access to another one's files, and sandboxed code has no
+// cgroup file system at all. So every command gets a cgroup of its own, a
+// child of the sandbox's (in the pids hierarchy on cgroup v1; a threaded
+// child on v2, so that memory and the other domain limits stay the
+// sandbox's), and killing a command kills everything in it.
+//
+// A forked process starts in its parent thread's cgroup, and a cgroup can
+// take one thread at a time (v1's tasks file, v2's cgroup.threads in a
+// threaded subtree). So the agent's spawner thread enters the command's
+// cgroup just before it forks the command and goes back to the sandbox's
+// right after. (v2's CLONE_INTO_CGROUP would do it in the fork itself, but
+// it needs clone3, which the spawner's seccomp filter refuses for sandboxed
+// code's sake.) The host makes each command's cgroup and opens its files,
+// as root; the agent gets the open descriptors with the exec request. The
+// kernel checks a migration against the credentials of whoever opened the
+// file, so the spawner can move itself whatever its uid, and the agent can
+// move nothing outside its own pid namespace, the only one it can name.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// cmdGroups makes the per-command cgroups of one sandbox, in the host.
+type cmdGroups struct {
+	dir   string // the sandbox's cgroup in the hierarchy used
+	tasks string // the file that lists and moves threads
+	v2    bool
+	next  atomic.Uint64
+
+	mu sync.Mutex
+	// lingering are cgroups of commands that ended while something they
+	// started lives on (a server started in the background): removed
+	// once empty, or with the sandbox.
+	lingering []string
+}
+
+// newCmdGroups prepares per-command cgroups below dir, the sandbox's
+// cgroup (in the v1 pids hierarchy, or on v2), and tries one, so that a
+// host where they cannot work is known before the sandbox is used.
+func newCmdGroups(dir string, v2 bool) (*cmdGroups, error) {
+	g := &cmdGroups{dir: dir, tasks: "tasks", v2: v2}
+	if v2 {
+		g.tasks = "cgroup.threads"
+	}
+	probe, err := g.create()
+	if err != nil {
+		return nil, err
+	}
+	probe.closeFiles()
+	probe.done()
+	return g, nil
+}
+
+// cmdGroup is one command's cgroup, in the host.
+type cmdGroup struct {
+	g   *cmdGroups
+	dir string
+	// The agent's descriptors, sent with the exec request: enter and list
+	// are the cgroup's tasks file (write: move the calling thread in;
+	// read: its members), leave is the sandbox's (move back).
+	enter, list, leave *os.File
+}
+
+// command makes the cgroup of a command about to start; nil (and no
+// error) where the sandbox has no per-command cgroups.
+func (c *cgroupLimits) command() (*cmdGroup, error) {
+	if c == nil || c.groups == nil {
+		return nil, nil
+	}
+	c.groups.sweep()
+	g, err := c.groups.create()
+	if err != nil {
+		return nil, fmt.Errorf("local: the command's cgroup: %w", err)
+	}
+	return g, nil
+}
+
+func (g *cmdGroups) create() (*cmdGroup, error) {
+	dir := filepath.Join(g.dir, "cmd-"+strconv.FormatUint(g.next.Add(1), 10))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cg := &cmdGroup{g: g, dir: dir}
+	err := func() (err error) {
+		if g.v2 {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.type"), []byte("threaded"), 0); err != nil {
+				return fmt.Errorf("make %s threaded: %w", dir, err)
+			}
+		}
+		if cg.enter, err = os.OpenFile(filepath.Join(dir, g.tasks), os.O_WRONLY, 0); err != nil {
+			return err
+		}
+		if cg.list, err = os.Open(filepath.Join(dir, g.tasks)); err != nil {
+			return err
+		}
+		cg.leave, err = os.OpenFile(filepath.Join(g.dir, g.tasks), os.O_WRONLY, 0)
+		return err
+	}()
+	if err != nil {
+		cg.closeFiles()
+		os.Remove(dir)
+		return nil, err
+	}
+	return cg, nil
+}
+
+// files are the descriptors to send with the exec request, in the order
+// the agent takes them (groupFilesFrom).
+func (cg *cmdGroup) files() []*os.File { return []*os.File{cg.enter, cg.list, cg.leave} }
+
+func (cg *cmdGroup) closeFiles() {
+	for _, f := range []*os.File{cg.enter, cg.list, cg.leave} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// done removes the cgroup of a command that has ended, or keeps it for
+// later while something it started lives on.
+func (cg *cmdGroup) done() {
+	if cg == nil {
+		return
+	}
+	if err := os.Remove(cg.dir); err == nil || errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	cg.g.mu.Lock()
+	cg.g.lingering = append(cg.g.lingering, cg.dir)
+	cg.g.mu.Unlock()
+}
+
+// sweep removes lingering cgroups that have emptied.
+func (g *cmdGroups) sweep() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	kept := g.lingering[:0]
+	for _, dir := range g.lingering {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			kept = append(kept, dir)
+		}
+	}
+	g.lingering = kept
+}
+
+// commandsLimit says, for Info, how a sandbox's commands are killed.
+func commandsLimit(c *cgroupLimits, why error) string {
+	if c != nil && c.groups != nil {
+		h := "cgroup v2, threaded"
+		if !c.groups.v2 {
+			h = "cgroup v1 pids"
+		}
+		return fmt.Sprintf("commands: each in a cgroup of its own (%s); a timeout or kill ends every process the command started, those that left its process tree included", h)
+	}
+	if c != nil {
+		why = c.groupsErr
+	}
+	return fmt.Sprintf("commands: killed as a process tree found in /proc (no per-command cgroups: %v); a process that leaves the tree (a double fork and setsid) outlives a timeout or kill of its command, though not the sandbox", why)
+}
+
+// removeCgroupTree removes an empty cgroup and the empty cgroups below it.
+func removeCgroupTree(dir string) error {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	return os.Remove(dir)
+}
+
+// The agent's side.
+
+// groupFiles are a command's cgroup descriptors as the agent receives
+// them (see cmdGroup).
+type groupFiles struct{ enter, list, leave *os.File }
+
+// groupFilesFrom takes the three descriptors at the end of an exec
+// request's files.
+func groupFilesFrom(files []*os.File) *groupFiles {
+	f := files[len(files)-3:]
+	return &groupFiles{enter: f[0], list: f[1], leave: f[2]}
+}
+
+// ownCgroupNamespace gives the calling thread (the spawner) a cgroup
+// namespace rooted at its cgroups: the sandbox's, which the host has put
+// the agent in before it starts any command. Commands inherit it, so
+// /proc/self/cgroup shows them "/" and their command's cgroup below it,
+// never the host's cgroup paths or the owner's pid. It runs before the
+// thread is confined: seccomp refuses unshare after.
+func ownCgroupNamespace() error {
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("cgroup namespace: %w", err)
+	}
+	return nil
+}
+
+// forkIn forks and execs a command in its cgroup (none: where it is). It
+// runs on the spawner thread.
+func forkIn(g *groupFiles, path string, argv []string, attr *syscall.ProcAttr) (int, error) {
+	if g == nil {
+		return syscall.ForkExec(path, argv, attr)
+	}
+	// "0" is the writing thread.
+	if _, err := unix.Write(int(g.enter.Fd()), []byte("0")); err != nil {
+		return 0, fmt.Errorf("enter the command's cgroup: %w", err)
+	}
+	pid, err := syscall.ForkExec(path, argv, attr)
+	// Should going back fail, the next command moves the thread on, and a
+	// kill never signals the agent's own threads.
+	unix.Write(int(g.leave.Fd()), []byte("0"))
+	return pid, err
+}
+
+// commandKiller kills one command: everything in its cgroup, or where it
+// has none, its process tree.
+type commandKiller struct {
+	pid   int
+	group *groupFiles
+
+	mu   sync.Mutex
+	over bool
+}
+
+func newCommandKiller(pid int, group *groupFiles) *commandKiller {
+	return &commandKiller{pid: pid, group: group}
+}
+
+// kill kills the command and returns once everything in its cgroup is
+// gone. After finish, it does nothing.
+func (k *commandKiller) kill() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.over {
+		return
+	}
+	if k.group == nil || killGroup(k.group.list) != nil {
+		killTree(k.pid)
+	}
+}
+
+// finish waits for a kill under way, and makes later ones do nothing:
+// the command is over and its cgroup may go.
+func (k *commandKiller) finish() {
+	k.mu.Lock()
+	k.over = true
+	k.mu.Unlock()
+}
+
+// killGroupPatience bounds how long killGroup waits for a cgroup to
+// empty: SIGKILLed processes exit at once unless stuck in the kernel.
+const killGroupPatience = 10 * time.Second
+
+// killGroup SIGKILLs every process in a cgroup, given its tasks file, and
+// again those that appear meanwhile (forked before the signal arrived; a
+// process with a SIGKILL pending cannot fork), until it is empty.
+func killGroup(list *os.File) error {
+	own := ownThreads()
+	delay := 50 * time.Microsecond
+	for start := time.Now(); ; {
+		tids, err := readTids(list)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, tid := range tids {
+			if own[tid] {
+				continue
+			}
+			unix.Kill(tid, unix.SIGKILL) // a thread's id signals its whole process
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		if time.Since(start) > killGroupPatience {
+			return fmt.Errorf("%d threads still in the command's cgroup", n)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 5*time.Millisecond)
+	}
+}
+
+// readTids reads a cgroup's tasks file afresh. Reading it again through
+// the same open file would not do: cgroup v1 keeps the list it made for
+// an open file (for a second after the last read), so the reader would
+// keep seeing processes already gone. Opening the descriptor again, by
+// /proc/self/fd, gives a fresh one.
+func readTids(f *os.File) ([]int, error) {
+	g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	b, err := io.ReadAll(g)
+	if err != nil {
+		return nil, err
+	}
+	var tids []int
+	for _, field := range bytes.Fields(b) {
+		// 0 stands for a thread outside the reader's pid namespace: never
+		// one to signal (kill(0) is the caller's own process group).
+		if tid, err := strconv.Atoi(string(field)); err == nil && tid > 0 {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+// ownThreads lists the calling process's threads.
+func ownThreads() map[int]bool {
+	own := map[int]bool{}
+	ents, _ := os.ReadDir("/proc/self/task")
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			own[tid] = true
+		}
+	}
+	return own
+}
