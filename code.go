@@ -62,22 +62,24 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 	var argv []string
 	switch rt {
 	case Python:
-		argv = []string{"python3", "-c", code}
+		// -u: output reaches the caller as it is printed, as Node's does,
+		// not in blocks when the buffer fills or at exit.
+		argv = []string{"python3", "-u", "-c", code}
 	case Node:
 		argv = []string{"node", "-e", code}
 	default:
 		return nil, fmt.Errorf("compute: unknown runtime %q (want %q or %q)", rt, Python, Node)
 	}
-	if len(code) > maxArgCode {
+	onStdin := len(code) > maxArgCode
+	if onStdin {
 		if ro.Stdin != nil {
 			return nil, fmt.Errorf("compute: code of %d bytes is passed on stdin, so it cannot be combined with RunOptions.Stdin; write the input to a file instead", len(code))
 		}
-		argv[1] = "-"
-		argv = argv[:2]
+		argv = append(argv[:len(argv)-2], "-")
 		ro.Stdin = strings.NewReader(code)
 	}
 	if len(opts.Args) > 0 {
-		if rt == Node && argv[1] == "-e" {
+		if rt == Node && !onStdin {
 			// "--" ends node's options; "-" stands where the script name
 			// would be, so process.argv reads the same as with code on
 			// stdin: [node, "-", args...].

@@ -139,8 +139,12 @@ type RunOptions struct {
 
 // RunCommand runs a program with arguments (no shell) and waits for it. A
 // non-zero exit is reported in Result.ExitCode, not as an error; errors are
-// for timeouts (ErrTimeout, with the partial Result), cancellation and
-// failures of the sandbox.
+// for timeouts, cancellation and failures of the sandbox. A command killed
+// by RunOptions.Timeout or by ctx's deadline has exit code 124 and an
+// error matching ErrTimeout (and, for the deadline, also
+// context.DeadlineExceeded), with the partial Result; one killed because
+// ctx was canceled has the code of its death (137) and an error matching
+// context.Canceled.
 func (s *Sandbox) RunCommand(ctx context.Context, name string, args ...string) (*Result, error) {
 	return s.Run(ctx, append([]string{name}, args...), nil)
 }
@@ -298,8 +302,13 @@ func (p *Process) wait(ctx context.Context) {
 	case p.timedOut.Load():
 		res.ExitCode = ExitCodeTimeout
 		err = fmt.Errorf("compute: command ran past its %v timeout and was killed: %w", p.timeout, ErrTimeout)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// A deadline is a timeout too: the same exit code and sentinel as
+		// RunOptions.Timeout, and the context's error for errors.Is.
+		res.ExitCode = ExitCodeTimeout
+		err = fmt.Errorf("compute: command killed at its context's deadline: %w (%w)", ErrTimeout, ctx.Err())
 	case ctx.Err() != nil:
-		err = ctx.Err()
+		err = fmt.Errorf("compute: command killed because its context was canceled: %w", ctx.Err())
 	default:
 		p.userErrMu.Lock()
 		err = p.userErr

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/computesdk-go/compute"
@@ -161,6 +162,57 @@ func (s *suite) testRunCode(t *testing.T) {
 		}
 	})
 
+	// Output streams as it is printed, for Python as for Node: the code
+	// prints, then waits for a file that the test writes only once it has
+	// seen that line. Buffered output would arrive only at exit, and the
+	// code would give up waiting.
+	for _, c := range []struct {
+		rt   compute.Runtime
+		code string
+	}{
+		{py, `import os, time
+print("ready")
+for _ in range(1200):
+    if os.path.exists("ct-release"):
+        print("released")
+        break
+    time.sleep(0.05)
+else:
+    print("never released")`},
+		{node, `const fs = require("fs");
+console.log("ready");
+let n = 0;
+const t = setInterval(() => {
+  if (fs.existsSync("ct-release")) { console.log("released"); clearInterval(t); }
+  else if (++n > 1200) { console.log("never released"); clearInterval(t); }
+}, 50);`},
+	} {
+		t.Run("Streams_"+string(c.rt), func(t *testing.T) {
+			t.Parallel()
+			if reason := s.missing(c.rt); reason != "" {
+				t.Skip(reason)
+			}
+			ctx := testContext(t)
+			sb := s.sandbox(t, nil)
+			seen := make(chan struct{})
+			w := &notifyWriter{want: "ready", seen: seen}
+			go func() {
+				select {
+				case <-seen:
+					sb.Filesystem().WriteFile(ctx, "ct-release", nil)
+				case <-ctx.Done():
+				}
+			}()
+			res, err := sb.RunCode(ctx, c.code, &compute.CodeOptions{Runtime: c.rt, RunOptions: compute.RunOptions{Stdout: w}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stdout != "ready\nreleased\n" {
+				t.Errorf("%s output did not stream as printed: %q (want \"ready\" before the code exits)", c.rt, res.Stdout)
+			}
+		})
+	}
+
 	for _, rt := range []compute.Runtime{py, node} {
 		if s.missing(rt) == "" {
 			continue
@@ -186,4 +238,24 @@ func (s *suite) missing(rt compute.Runtime) string {
 		return "skipped: the provider's sandboxes have no node (computetest.SkipNode)"
 	}
 	return ""
+}
+
+// notifyWriter closes seen once what was written contains want.
+type notifyWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	want string
+	seen chan struct{}
+	done bool
+}
+
+func (w *notifyWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	if !w.done && strings.Contains(w.buf.String(), w.want) {
+		w.done = true
+		close(w.seen)
+	}
+	return len(b), nil
 }

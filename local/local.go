@@ -433,6 +433,9 @@ func baseEnv(home string) map[string]string {
 		"HOME": home,
 		"LANG": "C.UTF-8",
 		"USER": "root",
+		// Python's output streams as it is printed, as Node's does, also
+		// when it goes to a pipe (it always does here).
+		"PYTHONUNBUFFERED": "1",
 	}
 }
 

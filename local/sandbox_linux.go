@@ -627,7 +627,9 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	if err == nil && rep.Err != "" {
 		err = errors.New(rep.Err)
 		if rep.NotFound {
-			err = fmt.Errorf("%w: %s", compute.ErrCommandNotFound, rep.Err)
+			// The agent's reason names the program already ("x: command
+			// not found", or why exec failed): say it once.
+			err = fmt.Errorf("local: %s: %w", strings.TrimSuffix(rep.Err, ": command not found"), compute.ErrCommandNotFound)
 		} else if rep.Errno != 0 {
 			err = fmt.Errorf("local: %s: %w", rep.Err, syscall.Errno(rep.Errno))
 		}
