@@ -253,7 +253,7 @@ func TestCleanEnvironment(t *testing.T) {
 		k, _, _ := strings.Cut(kv, "=")
 		keys = append(keys, k)
 	}
-	want := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "USER": true, "MINE": true, "PWD": true, "SHLVL": true, "_": true}
+	want := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "USER": true, "PYTHONUNBUFFERED": true, "MINE": true, "PWD": true, "SHLVL": true, "_": true}
 	for _, k := range keys {
 		if !want[k] {
 			t.Errorf("unexpected variable %s in the sandbox's environment", k)
