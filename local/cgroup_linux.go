@@ -169,6 +169,9 @@ func (c *cgroupLimits) oomKills() uint64 {
 // remove deletes the cgroup once the sandbox's processes are gone (the
 // kernel may take a moment to reap the last of them).
 func (c *cgroupLimits) remove() error {
+	if c.groups != nil {
+		c.groups.close()
+	}
 	var err error
 	for range 50 {
 		if c.v2 != nil {

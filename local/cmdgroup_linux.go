@@ -42,34 +42,52 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cmdGroups makes the per-command cgroups of one sandbox, in the host.
+// cmdGroups makes and removes the per-command cgroups of one sandbox, in
+// the host. That file system work (a mkdir and two opens; an rmdir) is
+// done by a goroutine of its own, ahead of the next command and after the
+// last one, so that an exec waits for none of it: Start takes a cgroup
+// made beforehand.
 type cmdGroups struct {
-	dir   string // the sandbox's cgroup in the hierarchy used
-	tasks string // the file that lists and moves threads
-	v2    bool
+	dir   string   // the sandbox's cgroup in the hierarchy used
+	tasks string   // the file that lists and moves threads
+	v2    bool     // cgroup v2 (threaded children), else v1
+	leave *os.File // dir's tasks file, for writing: a copy goes with each command
 	next  atomic.Uint64
 
-	mu sync.Mutex
-	// lingering are cgroups of commands that ended while something they
-	// started lives on (a server started in the background): removed
-	// once empty, or with the sandbox.
-	lingering []string
+	ready   chan *cmdGroup // one made ahead
+	wake    chan struct{}  // the worker has something to do
+	stopped chan struct{}  // the worker is gone
+
+	mu     sync.Mutex
+	closed bool
+	// ended are cgroups of commands that have ended, to remove once
+	// empty: something a command started may live on in its cgroup (a
+	// server started in the background) until it exits or the sandbox
+	// ends.
+	ended []string
 }
 
 // newCmdGroups prepares per-command cgroups below dir, the sandbox's
-// cgroup (in the v1 pids hierarchy, or on v2), and tries one, so that a
-// host where they cannot work is known before the sandbox is used.
+// cgroup (in the v1 pids hierarchy, or on v2). It makes the first one at
+// once, so that a host where they cannot work is known before the sandbox
+// is used.
 func newCmdGroups(dir string, v2 bool) (*cmdGroups, error) {
-	g := &cmdGroups{dir: dir, tasks: "tasks", v2: v2}
+	g := &cmdGroups{dir: dir, tasks: "tasks", v2: v2,
+		ready: make(chan *cmdGroup, 1), wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if v2 {
 		g.tasks = "cgroup.threads"
 	}
-	probe, err := g.create()
-	if err != nil {
+	var err error
+	if g.leave, err = os.OpenFile(filepath.Join(dir, g.tasks), os.O_WRONLY, 0); err != nil {
 		return nil, err
 	}
-	probe.closeFiles()
-	probe.done()
+	first, err := g.create()
+	if err != nil {
+		g.leave.Close()
+		return nil, err
+	}
+	g.ready <- first
+	go g.work()
 	return g, nil
 }
 
@@ -77,24 +95,53 @@ func newCmdGroups(dir string, v2 bool) (*cmdGroups, error) {
 type cmdGroup struct {
 	g   *cmdGroups
 	dir string
-	// The agent's descriptors, sent with the exec request: enter and list
-	// are the cgroup's tasks file (write: move the calling thread in;
-	// read: its members), leave is the sandbox's (move back).
+	// The agent's descriptors, sent with the exec request: enter is the
+	// cgroup's tasks file open for writing (move the calling thread in),
+	// list an O_PATH descriptor of it (the agent opens it afresh to read
+	// the members), leave the sandbox's tasks file (move back).
 	enter, list, leave *os.File
 }
 
-// command makes the cgroup of a command about to start; nil (and no
+// command returns the cgroup for a command about to start; nil (and no
 // error) where the sandbox has no per-command cgroups.
 func (c *cgroupLimits) command() (*cmdGroup, error) {
 	if c == nil || c.groups == nil {
 		return nil, nil
 	}
-	c.groups.sweep()
-	g, err := c.groups.create()
+	cg, err := c.groups.take()
 	if err != nil {
 		return nil, fmt.Errorf("local: the command's cgroup: %w", err)
 	}
-	return g, nil
+	return cg, nil
+}
+
+// take returns a cgroup for a command: the one made ahead, or, when
+// commands start faster than the worker makes them, a new one.
+func (g *cmdGroups) take() (*cmdGroup, error) {
+	g.mu.Lock()
+	closed := g.closed
+	g.mu.Unlock()
+	if closed { // the sandbox is gone
+		return nil, os.ErrClosed
+	}
+	var cg *cmdGroup
+	select {
+	case cg = <-g.ready:
+	default:
+		var err error
+		if cg, err = g.create(); err != nil {
+			return nil, err
+		}
+	}
+	g.kick()
+	fd, err := unix.FcntlInt(g.leave.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		cg.closeFiles()
+		cg.done()
+		return nil, err
+	}
+	cg.leave = os.NewFile(uintptr(fd), "leave")
+	return cg, nil
 }
 
 func (g *cmdGroups) create() (*cmdGroup, error) {
@@ -112,10 +159,7 @@ func (g *cmdGroups) create() (*cmdGroup, error) {
 		if cg.enter, err = os.OpenFile(filepath.Join(dir, g.tasks), os.O_WRONLY, 0); err != nil {
 			return err
 		}
-		if cg.list, err = os.Open(filepath.Join(dir, g.tasks)); err != nil {
-			return err
-		}
-		cg.leave, err = os.OpenFile(filepath.Join(g.dir, g.tasks), os.O_WRONLY, 0)
+		cg.list, err = os.OpenFile(filepath.Join(dir, g.tasks), unix.O_PATH, 0)
 		return err
 	}()
 	if err != nil {
@@ -138,31 +182,74 @@ func (cg *cmdGroup) closeFiles() {
 	}
 }
 
-// done removes the cgroup of a command that has ended, or keeps it for
-// later while something it started lives on.
+// done hands the cgroup of a command that has ended to the worker, which
+// removes it once it is empty.
 func (cg *cmdGroup) done() {
 	if cg == nil {
 		return
 	}
-	if err := os.Remove(cg.dir); err == nil || errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	cg.g.mu.Lock()
-	cg.g.lingering = append(cg.g.lingering, cg.dir)
-	cg.g.mu.Unlock()
+	g := cg.g
+	g.mu.Lock()
+	g.ended = append(g.ended, cg.dir)
+	g.mu.Unlock()
+	g.kick()
 }
 
-// sweep removes lingering cgroups that have emptied.
-func (g *cmdGroups) sweep() {
+func (g *cmdGroups) kick() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	kept := g.lingering[:0]
-	for _, dir := range g.lingering {
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
-			kept = append(kept, dir)
+	if !g.closed {
+		select {
+		case g.wake <- struct{}{}:
+		default:
 		}
 	}
-	g.lingering = kept
+}
+
+// work removes ended commands' cgroups that have emptied, and keeps one
+// made ahead, until close.
+func (g *cmdGroups) work() {
+	defer close(g.stopped)
+	for range g.wake {
+		g.mu.Lock()
+		ended := g.ended
+		g.ended = nil
+		g.mu.Unlock()
+		var kept []string
+		for _, dir := range ended {
+			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+				kept = append(kept, dir) // busy: tried again at the next wake
+			}
+		}
+		g.mu.Lock()
+		g.ended = append(g.ended, kept...)
+		g.mu.Unlock()
+		if len(g.ready) == 0 { // only this goroutine fills it
+			if cg, err := g.create(); err == nil {
+				g.ready <- cg
+			}
+		}
+	}
+}
+
+// close stops the worker and closes what the host holds open; the
+// cgroups themselves go with the sandbox's (cgroupLimits.remove).
+func (g *cmdGroups) close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	close(g.wake)
+	g.mu.Unlock()
+	<-g.stopped
+	select {
+	case cg := <-g.ready:
+		cg.closeFiles()
+	default:
+	}
+	g.leave.Close()
 }
 
 // commandsLimit says, for Info, how a sandbox's commands are killed.
