@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/computesdk-go/compute"
 )
@@ -79,6 +80,11 @@ func (s *Server) classify(ctx context.Context, err error) *apiError {
 		return e(http.StatusNotImplemented, CodeUnsupported)
 	case errors.Is(err, compute.ErrQuotaExceeded):
 		return e(http.StatusTooManyRequests, CodeLimit)
+	case errors.Is(err, syscall.E2BIG):
+		// The request's argv and environment, which the kernel refused.
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "%s: the command's arguments and environment are larger than the sandbox's kernel accepts (about 2 MiB in all, 128 KiB for one argument or variable); pass large data on standard input or in a file", msg)
+	case errors.Is(err, syscall.ENAMETOOLONG) && !errors.As(err, &pe):
+		return e(http.StatusBadRequest, CodeBadRequest)
 	case errors.Is(err, fs.ErrNotExist):
 		return s.pathErr(err, pe, http.StatusNotFound, CodeNotExist)
 	case errors.Is(err, fs.ErrExist):

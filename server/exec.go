@@ -77,7 +77,7 @@ func (s *Server) v1Exec(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Stdin) > 0 && req.StdinStream {
 		return badRequest("give stdin or stdinStream, not both")
 	}
-	e, release, err := s.acquire(id)
+	e, release, err := s.acquire(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -211,10 +211,14 @@ func (s *Server) pump(ctx context.Context, cancel context.CancelFunc, w http.Res
 			}
 			res, err := p.Wait()
 			oom := errors.Is(err, compute.ErrOutOfMemory) && res.ExitCode >= 0
+			// A timeout is the command's own (ExecRequest.Timeout) unless
+			// the request ran out of time: then the stream ends in an
+			// error, as for any request past RequestTimeout.
+			timedOut := errors.Is(err, compute.ErrTimeout) && !errors.Is(ctx.Err(), context.DeadlineExceeded)
 			switch {
-			case err == nil || errors.Is(err, compute.ErrTimeout) || oom:
+			case err == nil || timedOut || oom:
 				code := res.ExitCode
-				ev := Event{Type: EventExit, ExitCode: &code, Duration: max(res.Duration.Milliseconds(), 1), TimedOut: errors.Is(err, compute.ErrTimeout)}
+				ev := Event{Type: EventExit, ExitCode: &code, Duration: max(res.Duration.Milliseconds(), 1), TimedOut: timedOut}
 				if oom {
 					ae := s.classify(ctx, err)
 					ev.Error, ev.Code = ae.msg, ae.code

@@ -35,9 +35,15 @@ type env struct {
 
 // newLocal returns a local provider closed when the test ends, or skips
 // the test where sandboxes cannot run.
-func newLocal(t *testing.T) *local.Provider {
+func newLocal(t testing.TB) *local.Provider {
 	t.Helper()
-	p, err := local.New(local.Options{})
+	return newLocalWith(t, local.Options{})
+}
+
+// newLocalWith is newLocal with options.
+func newLocalWith(t testing.TB, opts local.Options) *local.Provider {
+	t.Helper()
+	p, err := local.New(opts)
 	if err != nil {
 		t.Skipf("skipped: the local provider cannot run here: %v", err)
 	}

@@ -4,34 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/computesdk-go/compute"
 )
 
-// writeJSON writes v as the whole reply.
+// writeJSON writes v, a value of bounded size, as the whole reply.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Only a bug can get here: every value written is plain data.
-		status = http.StatusInternalServerError
-		b.Reset()
-		fmt.Fprintf(&b, `{"error":%q,"code":%q}`+"\n", "encoding the reply: "+err.Error(), CodeInternal)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(b.Bytes()) // a failed write means the client is gone
+	r := newReply(w, status)
+	r.value(v)
+	r.end()
 }
 
 // writeError answers err in the request's flavor, unless the reply has
@@ -53,43 +39,62 @@ func (s *Server) writeError(w *respWriter, r *http.Request, fl flavor, err error
 		w.Header().Set("WWW-Authenticate", `Bearer realm="compute"`)
 	}
 	if fl == flavorSeed {
-		writeJSON(w, ae.status, &seedResponse{Error: ae.msg, SandboxID: sandbox, Provider: s.provider})
+		writeSeed(w, ae.status, &seedResponse{Error: ae.msg, SandboxID: sandbox, Provider: s.provider})
 		return
 	}
 	writeJSON(w, ae.status, &ErrorResponse{Error: ae.msg, Code: ae.code, Reason: ae.reason})
 }
 
-// readJSON decodes the request body into v, within MaxBodyBytes.
+// readJSON decodes the request body into v, within MaxBodyBytes. The
+// body must be UTF-8, as JSON is: a byte that is not would become a
+// 3-byte U+FFFD in the decoded strings (binary content travels in base64).
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	err := dec.Decode(v)
-	if err == nil {
-		// Like JSON.parse, refuse anything after the value.
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("data after the JSON value")
-			if terr != nil {
-				err = terr
-			}
-		}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
 	}
-	var mbe *http.MaxBytesError
+	if !utf8.Valid(body) {
+		return badRequest("Invalid JSON in request body: it is not UTF-8 text (send binary content in base64, with \"encoding\": \"base64\")")
+	}
+	// Like JSON.parse, Unmarshal refuses anything after the value.
+	err = json.Unmarshal(body, v)
 	var te *json.UnmarshalTypeError
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &mbe):
-		return err
 	case errors.As(err, &te):
 		field := te.Field
 		if field == "" {
 			return badRequest("Invalid JSON in request body: the body must be a JSON object")
 		}
 		return badRequest("Invalid JSON in request body: field %s must be %s, not a JSON %s", field, jsonType(te.Type.Kind().String()), te.Value)
-	case r.Context().Err() != nil:
-		return r.Context().Err()
 	}
 	return badRequest("Invalid JSON in request body")
+}
+
+// readBody reads the whole request body, within MaxBodyBytes, into a
+// buffer that grows no larger than the body.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := s.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1) // +1: room to see the end
+	}
+	if _, err := buf.ReadFrom(body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		if ctxErr := r.Context().Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, badRequest("reading the request body: %v", err)
+	}
+	return buf.Bytes(), nil
 }
 
 func jsonType(kind string) string {
@@ -148,6 +153,21 @@ func checkEnv(env map[string]string) error {
 		if strings.ContainsRune(v, 0) {
 			return badRequest("environment variable %s contains a NUL byte", k)
 		}
+	}
+	return nil
+}
+
+// maxLabelBytes bounds a sandbox's name and metadata together: every
+// info and list reply repeats them.
+const maxLabelBytes = 16 << 10
+
+func checkLabels(name string, metadata map[string]string) error {
+	n := len(name)
+	for k, v := range metadata {
+		n += len(k) + len(v)
+	}
+	if n > maxLabelBytes {
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "name and metadata take %d bytes, more than the %d a sandbox may have; keep large data in the sandbox's files", n, maxLabelBytes)
 	}
 	return nil
 }

@@ -194,7 +194,8 @@ func TestIdleReaping(t *testing.T) {
 
 func TestNetworkPolicy(t *testing.T) {
 	t.Parallel()
-	e := start(t, nil, server.Options{AllowNetwork: true})
+	const token = "network-policy-token-0123456789"
+	e := start(t, nil, server.Options{AllowNetwork: true, Token: token})
 	var info server.SandboxInfo
 	if code := e.v1("POST", "/sandboxes", server.CreateRequest{Network: "host"}, &info); code != 201 {
 		t.Errorf("create with network host on a server that allows it: %d; want 201", code)
@@ -203,6 +204,68 @@ func TestNetworkPolicy(t *testing.T) {
 		t.Errorf("create with an allowlist on a server that allows network: %d; want 201", code)
 	}
 	e.v1Err("POST", "/sandboxes", server.CreateRequest{Network: "host", NetworkAllow: []string{"127.0.0.1:9"}}, 400, server.CodeBadRequest)
+	off := start(t, nil, server.Options{Token: token})
+	off.v1Err("POST", "/sandboxes", server.CreateRequest{Network: "host"}, 403, server.CodeForbidden)
+}
+
+// TestNoTokenNoNetwork is the regression test for "a token-less server
+// trusts its own sandboxes" (issue 9, finding 10): with AllowNetwork and
+// no token, a sandbox on the host's network called the server on
+// 127.0.0.1, which counts as this machine, and listed and read every
+// other sandbox. A server without a token now gives no sandbox network
+// (403 saying to set a token), so none can reach it; with a token, a
+// host-network sandbox that calls it is refused like any stranger.
+func TestNoTokenNoNetwork(t *testing.T) {
+	t.Parallel()
+	open := start(t, nil, server.Options{AllowNetwork: true})
+	for _, req := range []server.CreateRequest{{Network: "host"}, {NetworkAllow: []string{"127.0.0.1:" + port(open.ts.URL)}}} {
+		er := open.v1Err("POST", "/sandboxes", req, 403, server.CodeForbidden)
+		if !strings.Contains(er.Error, "token") {
+			t.Errorf("create %+v on a server without a token: %q; want a refusal that says to set a token", req, er.Error)
+		}
+	}
+	code, m := open.seed(map[string]any{"action": "compute.sandbox.create"})
+	if code != 200 {
+		t.Fatalf("create with the default network: %d %v", code, m)
+	}
+	// The default is no network: the server is out of reach.
+	call := `import urllib.request, urllib.error, sys
+try:
+    r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'{"action":"compute.sandbox.list"}'), timeout=10)
+    print(r.status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("unreachable")
+`
+	script := func(url string) map[string]any {
+		return map[string]any{"action": "compute.sandbox.runCommand", "command": "python3", "args": []string{"-c", call, url}}
+	}
+	req := script(open.ts.URL + server.SeedPath)
+	req["sandboxId"] = m["sandboxId"]
+	res := open.seedOK(req)["result"].(map[string]any)
+	if strings.TrimSpace(res["stdout"].(string)) != "unreachable" {
+		t.Errorf("a sandbox of a server without a token calling it: %v; want it unreachable", res)
+	}
+
+	// With a token, a host-network sandbox reaches the port but is refused.
+	const token = "sandbox-cannot-know-this-0123456789"
+	guarded := start(t, nil, server.Options{AllowNetwork: true, Token: token})
+	var info server.SandboxInfo
+	if code := guarded.v1("POST", "/sandboxes", server.CreateRequest{Network: "host"}, &info); code != 201 {
+		t.Fatalf("host-network create with a token: %d", code)
+	}
+	req = script(guarded.ts.URL + server.SeedPath)
+	req["sandboxId"] = info.ID
+	res = guarded.seedOK(req)["result"].(map[string]any)
+	if strings.TrimSpace(res["stdout"].(string)) != "401" {
+		t.Errorf("a host-network sandbox calling its server without the token: %v; want 401", res)
+	}
+}
+
+// port is the port of a URL such as http://127.0.0.1:PORT.
+func port(url string) string {
+	return url[strings.LastIndex(url, ":")+1:]
 }
 
 // failing is a provider whose Create fails the way it is told.

@@ -1,13 +1,14 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -71,32 +72,110 @@ func (r *seedRequest) action() string {
 	return string(r.Action)
 }
 
-// seedResponse is the seed's ComputeResponse.
+// seedResponse is the seed's ComputeResponse. writeSeed writes it, in
+// the field order and with the omissions of its JSON names.
 type seedResponse struct {
-	Success     bool           `json:"success"`
-	Error       string         `json:"error,omitempty"`
-	SandboxID   string         `json:"sandboxId"`
-	Provider    string         `json:"provider"`
-	Result      *seedResult    `json:"result,omitempty"`
-	Info        *seedInfo      `json:"info,omitempty"`
-	FileContent *string        `json:"fileContent,omitempty"`
-	Encoding    string         `json:"encoding,omitempty"`
-	Files       *[]seedFile    `json:"files,omitempty"`
-	Exists      *bool          `json:"exists,omitempty"`
-	Sandboxes   *[]seedSandbox `json:"sandboxes,omitempty"`
+	Success   bool   // success
+	Error     string // error, omitted when empty
+	SandboxID string // sandboxId
+	Provider  string // provider
+	Result    *seedResult
+	Info      *seedInfo
+	// FileContent is the file of readFile (fileContent), in base64 when
+	// Encoding is "base64".
+	FileContent []byte
+	Encoding    string
+	Files       *[]seedFile
+	Exists      *bool
+	Sandboxes   *[]seedSandbox
 }
 
+// seedResult is the seed's result object.
 type seedResult struct {
-	Stdout   string `json:"stdout"`
-	Stderr   string `json:"stderr"`
-	ExitCode int    `json:"exitCode"`
+	// Stdout and Stderr are what the reply holds of the output: at most
+	// MaxOutputBytes of each once encoded.
+	Stdout, Stderr []byte
+	ExitCode       int
 	// ExecutionTime is in milliseconds.
-	ExecutionTime int64 `json:"executionTime"`
-	IsBackground  bool  `json:"isBackground,omitempty"`
-	PID           int64 `json:"pid,omitempty"`
+	ExecutionTime int64
+	IsBackground  bool
+	PID           int64
 	// Truncated is this server's addition: output past MaxOutputBytes was
 	// dropped.
-	Truncated bool `json:"truncated,omitempty"`
+	Truncated bool
+}
+
+// writeSeed writes a seed reply, streaming its bulk fields (output, file
+// content, lists) so that the server never holds their JSON form.
+func writeSeed(w http.ResponseWriter, status int, resp *seedResponse) {
+	r := newReply(w, status)
+	r.raw(`{"success":`)
+	r.value(resp.Success)
+	if resp.Error != "" {
+		r.raw(`,"error":`)
+		r.value(resp.Error)
+	}
+	r.raw(`,"sandboxId":`)
+	r.value(resp.SandboxID)
+	r.raw(`,"provider":`)
+	r.value(resp.Provider)
+	if res := resp.Result; res != nil {
+		r.raw(`,"result":{"stdout":`)
+		r.str(res.Stdout)
+		r.raw(`,"stderr":`)
+		r.str(res.Stderr)
+		r.raw(`,"exitCode":`)
+		r.value(res.ExitCode)
+		r.raw(`,"executionTime":`)
+		r.value(res.ExecutionTime)
+		if res.IsBackground {
+			r.raw(`,"isBackground":true`)
+		}
+		if res.PID != 0 {
+			r.raw(`,"pid":`)
+			r.value(res.PID)
+		}
+		if res.Truncated {
+			r.raw(`,"truncated":true`)
+		}
+		r.raw(`}`)
+	}
+	if resp.Info != nil {
+		r.raw(`,"info":`)
+		r.value(resp.Info)
+	}
+	if resp.FileContent != nil {
+		r.raw(`,"fileContent":`)
+		if resp.Encoding == "base64" {
+			r.base64(resp.FileContent)
+		} else {
+			r.str(resp.FileContent)
+		}
+	}
+	if resp.Encoding != "" {
+		r.raw(`,"encoding":`)
+		r.value(resp.Encoding)
+	}
+	if resp.Files != nil {
+		r.raw(`,"files":[`)
+		for i := range *resp.Files {
+			if i > 0 {
+				r.raw(`,`)
+			}
+			r.value(&(*resp.Files)[i])
+		}
+		r.raw(`]`)
+	}
+	if resp.Exists != nil {
+		r.raw(`,"exists":`)
+		r.value(*resp.Exists)
+	}
+	if resp.Sandboxes != nil {
+		r.raw(`,"sandboxes":`)
+		r.value(*resp.Sandboxes) // at most MaxSandboxes short entries
+	}
+	r.raw(`}`)
+	r.end()
 }
 
 type seedInfo struct {
@@ -141,7 +220,7 @@ func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp.Success = true
 	resp.Provider = s.provider
-	writeJSON(w, http.StatusOK, resp)
+	writeSeed(w, http.StatusOK, resp)
 	return nil
 }
 
@@ -163,7 +242,7 @@ func (s *Server) seedAction(ctx context.Context, req *seedRequest, action string
 			opts.Runtime = rt
 			if o.SandboxID != "" {
 				// Reconnect to a sandbox this server holds.
-				_, release, err := s.acquire(o.SandboxID)
+				_, release, err := s.acquire(ctx, o.SandboxID)
 				if err != nil {
 					return nil, err
 				}
@@ -194,10 +273,8 @@ func (s *Server) seedAction(ctx context.Context, req *seedRequest, action string
 		}
 		// An unknown or already destroyed sandbox is no error, as in the
 		// seed; a sandbox this server did not create is left alone.
-		if s.forget(req.SandboxID) {
-			if err := s.destroy(req.SandboxID); err != nil {
-				return nil, err
-			}
+		if err := s.destroyFor(ctx, req.SandboxID); err != nil {
+			return nil, err
 		}
 		return &seedResponse{SandboxID: req.SandboxID}, nil
 	}
@@ -205,7 +282,7 @@ func (s *Server) seedAction(ctx context.Context, req *seedRequest, action string
 	if req.SandboxID == "" {
 		return nil, badRequest("sandboxId is required for this action")
 	}
-	e, release, err := s.acquire(req.SandboxID)
+	e, release, err := s.acquire(ctx, req.SandboxID)
 	if err != nil {
 		return nil, err
 	}
@@ -244,11 +321,12 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 		if err != nil {
 			return nil, err
 		}
-		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: rt, RunOptions: compute.RunOptions{MaxOutput: s.opts.MaxOutputBytes}})
+		out := s.newOutput()
+		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: rt, RunOptions: out.options()})
 		if err != nil {
 			return nil, err
 		}
-		return &seedResponse{Result: seedResultOf(res)}, nil
+		return &seedResponse{Result: out.result(res)}, nil
 
 	case actionRunCommand:
 		if req.Command == nil || *req.Command == "" {
@@ -261,11 +339,13 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 		if req.CommandOptions != nil && req.CommandOptions.Background {
 			return s.seedBackground(ctx, e, argv)
 		}
-		res, err := sb.Run(ctx, argv, &compute.RunOptions{MaxOutput: s.opts.MaxOutputBytes})
+		out := s.newOutput()
+		opts := out.options()
+		res, err := sb.Run(ctx, argv, &opts)
 		if err != nil {
 			return nil, err
 		}
-		return &seedResponse{Result: seedResultOf(res)}, nil
+		return &seedResponse{Result: out.result(res)}, nil
 	}
 
 	var path string
@@ -296,14 +376,16 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 		if err := checkEncoding(req.Encoding); err != nil {
 			return nil, err
 		}
-		data := []byte(*req.Content)
+		// The content goes to the sandbox from the request's own string,
+		// decoded as it is sent: no copy of it is made.
+		var data io.Reader = strings.NewReader(*req.Content)
 		if req.Encoding == "base64" {
-			var err error
-			if data, err = base64.StdEncoding.DecodeString(*req.Content); err != nil {
+			if _, err := io.Copy(io.Discard, base64.NewDecoder(base64.StdEncoding, strings.NewReader(*req.Content))); err != nil {
 				return nil, badRequest("content is not valid base64: %v", err)
 			}
+			data = base64.NewDecoder(base64.StdEncoding, data)
 		}
-		if err := fsys.WriteFile(ctx, path, data); err != nil {
+		if err := fsys.Write(ctx, path, data); err != nil {
 			return nil, err
 		}
 		return &seedResponse{}, nil
@@ -317,6 +399,9 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 	case actionReaddir:
 		list, err := fsys.ReadDir(ctx, path)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.checkListing(path, list); err != nil {
 			return nil, err
 		}
 		files := make([]seedFile, 0, len(list))
@@ -340,10 +425,32 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 	}
 }
 
-func seedResultOf(res *compute.Result) *seedResult {
+// output captures a command's output for a seed reply: at most
+// MaxOutputBytes of each stream, the rest dropped as it arrives.
+type output struct {
+	stdout, stderr capture
+	limit          int
+}
+
+func (s *Server) newOutput() *output {
+	o := &output{limit: s.opts.MaxOutputBytes}
+	o.stdout.max, o.stderr.max = o.limit, o.limit
+	return o
+}
+
+// options runs a command into the captures; package compute keeps no copy.
+func (o *output) options() compute.RunOptions {
+	return compute.RunOptions{Stdout: &o.stdout, Stderr: &o.stderr, MaxOutput: -1}
+}
+
+// result is the seed's result of res, with the output that fits in the
+// reply.
+func (o *output) result(res *compute.Result) *seedResult {
+	stdout, cutOut := o.stdout.take(o.limit)
+	stderr, cutErr := o.stderr.take(o.limit)
 	return &seedResult{
-		Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode,
-		ExecutionTime: res.Duration.Milliseconds(), Truncated: res.Truncated,
+		Stdout: stdout, Stderr: stderr, ExitCode: res.ExitCode,
+		ExecutionTime: res.Duration.Milliseconds(), Truncated: cutOut || cutErr,
 	}
 }
 
@@ -355,35 +462,49 @@ func checkEncoding(enc string) error {
 	return badRequest("unknown encoding %q (want \"utf8\" or \"base64\")", enc)
 }
 
-// seedReadFile reads a whole file into the reply, within MaxOutputBytes.
+// seedReadFile reads a whole file into the reply. The file, as the reply
+// sends it (JSON-escaped text, or base64), must fit in MaxOutputBytes; the
+// server holds its raw bytes only.
 func (s *Server) seedReadFile(ctx context.Context, sb *compute.Sandbox, fsys *compute.Filesystem, path, enc string) (*seedResponse, error) {
 	r, err := fsys.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, io.LimitReader(r, int64(s.opts.MaxOutputBytes)+1)); err != nil {
+	limit := s.opts.MaxOutputBytes
+	buf := &capture{max: limit}
+	if sz, ok := r.(interface{ Size() int64 }); ok && sz.Size() > 0 {
+		buf.buf = make([]byte, 0, min(sz.Size(), int64(limit)))
+	}
+	if _, err := io.Copy(buf, io.LimitReader(r, int64(limit)+1)); err != nil {
 		return nil, err
 	}
-	if buf.Len() > s.opts.MaxOutputBytes {
+	tooLarge := func(what string) error {
 		q := url.Values{"path": {path}}
-		return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
-			"%s is larger than the %d bytes readFile returns; download it with GET %s/sandboxes/%s/files?%s",
-			path, s.opts.MaxOutputBytes, V1Path, url.PathEscape(sb.ID()), q.Encode())
+		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
+			"%s is %s, more than the %d bytes a readFile reply holds; download it with GET %s/sandboxes/%s/files?%s",
+			path, what, limit, V1Path, url.PathEscape(sb.ID()), q.Encode())
 	}
-	resp := &seedResponse{}
-	var content string
-	switch {
-	case enc == "base64" || !utf8.Valid(buf.Bytes()):
+	if buf.dropped > 0 {
+		return nil, tooLarge(fmt.Sprintf("larger than %d bytes", limit))
+	}
+	if buf.buf == nil {
+		buf.buf = []byte{} // an empty file still has a fileContent
+	}
+	resp := &seedResponse{FileContent: buf.buf}
+	size := len(buf.buf)
+	var sent int
+	if enc == "base64" || !utf8.Valid(buf.buf) {
 		// Text that is not UTF-8 would be mangled in a JSON string: send
 		// it in base64, and say so.
-		content = base64.StdEncoding.EncodeToString(buf.Bytes())
 		resp.Encoding = "base64"
-	default:
-		content = buf.String()
+		sent = base64.StdEncoding.EncodedLen(size)
+	} else {
+		sent = jsonLen(buf.buf)
 	}
-	resp.FileContent = &content
+	if sent > limit {
+		return nil, tooLarge(fmt.Sprintf("%d bytes (%d once encoded in the reply)", size, sent))
+	}
 	return resp, nil
 }
 
@@ -397,7 +518,7 @@ func (s *Server) seedBackground(ctx context.Context, e *entry, argv []string) (*
 	}
 	if res.Process == nil {
 		// Not started (the command does not exist): the result says why.
-		return &seedResponse{Result: seedResultOf(res)}, nil
+		return &seedResponse{Result: &seedResult{Stderr: []byte(res.Stderr), ExitCode: res.ExitCode}}, nil
 	}
 	pc := &proc{sandbox: e.sb.ID(), argv: argv, started: time.Now(), p: res.Process}
 	pid := s.addProc(pc)

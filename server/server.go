@@ -4,7 +4,9 @@
 //	p, _ := local.New(local.Options{})
 //	srv := server.New(p, server.Options{Token: os.Getenv("COMPUTE_TOKEN")})
 //	defer srv.Close() // destroys every sandbox the server created
-//	http.ListenAndServe("127.0.0.1:8080", srv)
+//	hs := srv.HTTPServer() // with limits on unauthenticated connections
+//	hs.Addr = "127.0.0.1:8080"
+//	hs.ListenAndServe()
 //
 // A *Server is an http.Handler. It answers:
 //
@@ -29,27 +31,34 @@
 // "data":BASE64} chunks, then {"type":"exit","exitCode":N} (or
 // {"type":"error",...}). Closing the response kills the process.
 //
-// Status codes: 200 (201, 204) on success; 400 bad JSON, a missing field or
-// an unknown action (with the seed's messages); 401 no or bad token; 404 an
-// unknown sandbox, process or file; 405 a wrong method; 409 a file in the
-// way; 410 a sandbox that stopped; 413 a body over the limits; 422 a
-// command or runtime that cannot run (syntax error, command not found);
-// 429 too many live sandboxes; 5xx a failure of the provider or the server,
-// always with a message, never a stack.
+// Status codes: 200 (201, 204) on success; 400 bad JSON (or a body that
+// is not UTF-8), a missing field or an unknown action (with the seed's
+// messages); 401 no or bad token; 403 network access the server does not
+// give, or a request to a server without a token from outside its
+// machine; 404 an unknown sandbox (another tenant's too), process or
+// file; 405 a wrong method; 409 a file in the way; 410 a sandbox that
+// stopped; 413 a body, reply or upload over the limits, or a command line
+// and environment larger than the kernel takes; 422 a command or runtime
+// that cannot run (syntax error, command not found); 429 too many live
+// sandboxes; 5xx a failure of the provider or the server, always with a
+// message, never a stack.
 //
-// Safety: bearer-token auth (compared in constant time), body and response
-// size limits, a timeout on every request, a cap on live sandboxes,
-// sandboxes reaped when idle, and Shutdown, which finishes or cancels the
-// requests in flight and destroys every sandbox the server created. A
-// server only sees the sandboxes it created: other sandboxes of the same
-// provider are not reachable through it. Access logs go to Options.Logger
-// (log/slog).
+// Safety: bearer-token auth (compared in constant time), with tenants
+// (Options.Tokens) that each see only their own sandboxes; without a
+// token, only this machine is served and no sandbox gets network access
+// (it could call the server as this machine). Body and reply size limits
+// (replies are streamed: a request holds the raw output it returns, never
+// its JSON form), a timeout on every request, an exact cap on live
+// sandboxes, sandboxes reaped when idle, limits on connections that have
+// not authenticated (HTTPServer), and Shutdown, which finishes or cancels
+// the requests in flight and destroys every sandbox the server created.
+// A server only sees the sandboxes it created: other sandboxes of the
+// same provider are not reachable through it. Access logs go to
+// Options.Logger (log/slog).
 package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -81,11 +90,29 @@ const (
 type Options struct {
 	// Token, when set, is required from every client as the header
 	// "Authorization: Bearer <Token>" (compared in constant time, spaces
-	// around it ignored). Only
-	// the OpenAPI document and the health check are served without it.
-	// Empty means no authentication: put a server without a token only
-	// on loopback or behind your own authentication.
+	// around it ignored). Only the OpenAPI document and the health check
+	// are served without it. It is an admin token: it sees every sandbox
+	// (see Tokens).
+	//
+	// A server with neither Token nor Tokens has no authentication, and so
+	// serves only this machine: requests from a loopback address, for a
+	// loopback host name, not from a web page of another site (403
+	// otherwise; see AllowUnauthenticatedRemote), and it gives no sandbox
+	// network access, since a sandbox with network could call it as this
+	// machine.
 	Token string
+	// Tokens gives clients tokens of their own: it maps each token to a
+	// tenant name (ParseTokens reads them from a file). A tenant sees,
+	// lists, uses and destroys only the sandboxes it created; another
+	// tenant's sandbox answers as one that does not exist (404), so ids
+	// do not leak. The tenant named AdminTenant ("admin") sees every
+	// sandbox. New panics on an empty token or tenant name.
+	Tokens map[string]string
+	// AllowUnauthenticatedRemote lets a server without a token answer
+	// requests that do not come from this machine. Set it only when the
+	// server sits behind authentication of your own (a proxy that checks
+	// who calls); sandboxes still get no network without a token.
+	AllowUnauthenticatedRemote bool
 	// MaxSandboxes caps the sandboxes alive at once; creating one more is
 	// refused with 429. Zero means DefaultMaxSandboxes.
 	MaxSandboxes int
@@ -101,11 +128,17 @@ type Options struct {
 	// MaxBodyBytes caps a JSON request body (413 past it). Zero means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// MaxOutputBytes caps what a JSON response holds: each of stdout and
-	// stderr of the seed's runCommand and runCode (the rest is dropped and
-	// "truncated": true set), and the file of readFile (413 past it; the
-	// raw download endpoint has no limit). Zero means
-	// DefaultMaxOutputBytes.
+	// MaxOutputBytes caps what a JSON reply holds, counted as sent (JSON
+	// escapes a control character in 6 bytes, base64 takes 4 for 3):
+	// each of stdout and stderr of the seed's runCommand and runCode (the
+	// output is kept up to this many bytes as it arrives, the rest
+	// dropped, and the reply holds what fits, with "truncated": true when
+	// anything was left out, as compute's RunOptions.MaxOutput and
+	// Result.Truncated); the file of readFile and a directory listing
+	// (413 past it; the raw download endpoint has no limit). So a request
+	// holds at most 2×MaxOutputBytes of output, and no JSON reply is
+	// larger than 2×MaxOutputBytes + 64 KiB, but a list of sandboxes,
+	// which grows with MaxSandboxes. Zero means DefaultMaxOutputBytes.
 	MaxOutputBytes int
 	// MaxFileBytes caps one raw upload (413 past it; the old content is
 	// kept). Zero means DefaultMaxFileBytes.
@@ -115,6 +148,19 @@ type Options struct {
 	// every sandbox is created with compute.NetworkNone and asking for
 	// more is refused with 403.
 	AllowNetwork bool
+	// MaxPreAuthConnsPerClient caps the connections one client address
+	// (an IPv4 address, an IPv6 /64) holds open without having sent an
+	// authorized request; past it the oldest of them is closed. It and
+	// the next two take effect through HTTPServer. Zero means
+	// DefaultMaxPreAuthConnsPerClient; negative, no cap.
+	MaxPreAuthConnsPerClient int
+	// MaxPreAuthConns is the same cap for all clients together. Zero
+	// means DefaultMaxPreAuthConns; negative, no cap.
+	MaxPreAuthConns int
+	// PreAuthTimeout closes a connection that has not sent an authorized
+	// request this long after it opened. Zero means
+	// DefaultPreAuthTimeout; negative, never.
+	PreAuthTimeout time.Duration
 	// Logger receives one access-log record per request (Info; Warn for
 	// 5xx; Debug for a healthy health check) and the server's own events.
 	// Nil means slog.Default().
@@ -129,12 +175,13 @@ const shutdownGrace = 30 * time.Second
 // is an http.Handler. Shutdown (or Close) it to destroy the sandboxes it
 // created.
 type Server struct {
-	opts      Options
-	c         *compute.Compute
-	provider  string
-	log       *slog.Logger
-	mux       *http.ServeMux
-	tokenHash [32]byte
+	opts     Options
+	c        *compute.Compute
+	provider string
+	log      *slog.Logger
+	mux      *http.ServeMux
+	tokens   []tokenEntry
+	conns    *connGuard
 
 	// base is cancelled when Shutdown gives up waiting: every request's
 	// context and every background process hang off it.
@@ -143,9 +190,10 @@ type Server struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*entry
-	pending   int  // creates in progress, counted against MaxSandboxes
-	closing   bool // Shutdown has begun: new requests get 503
-	final     bool // sandboxes were destroyed: a late create destroys its own
+	pending   int    // creates in progress, counted against MaxSandboxes
+	seq       uint64 // the last entry.seq handed out
+	closing   bool   // Shutdown has begun: new requests get 503
+	final     bool   // sandboxes were destroyed: a late create destroys its own
 	procs     map[int64]*proc
 	nextPID   int64
 
@@ -157,19 +205,11 @@ type Server struct {
 	shutdownErr  error
 }
 
-// entry is a sandbox the server created.
-type entry struct {
-	sb      *compute.Sandbox
-	runtime compute.Runtime
-	// Guarded by Server.mu.
-	active   int // requests and exec streams using it
-	lastUsed time.Time
-}
-
 // New returns a Server for provider p (wrapped in compute.New, so every
 // provider gets compute's runtime detection and filesystem fallback).
-// It starts a goroutine that reaps idle sandboxes; Shutdown or Close stops
-// it.
+// It starts a goroutine that reaps idle and ended sandboxes; Shutdown or
+// Close stops it. Serve it with HTTPServer, which limits what clients
+// that have not authenticated may hold.
 func New(p compute.Provider, opts Options) *Server {
 	if opts.MaxSandboxes <= 0 {
 		opts.MaxSandboxes = DefaultMaxSandboxes
@@ -205,14 +245,13 @@ func New(p compute.Provider, opts Options) *Server {
 	}
 	opts.Token = strings.TrimSpace(opts.Token)
 	s.opts.Token = opts.Token
-	s.tokenHash = sha256.Sum256([]byte(opts.Token))
+	s.tokens = tokenTable(&s.opts)
+	s.conns = newConnGuard(&s.opts)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routes()
-	if opts.IdleTimeout > 0 {
-		s.background.add()
-		go s.reap()
-	}
+	s.background.add()
+	go s.reap()
 	return s
 }
 
@@ -242,6 +281,9 @@ type Stats struct {
 	Processes int
 	// Requests is how many requests are in flight.
 	Requests int
+	// PreAuthConns is how many connections served through HTTPServer
+	// have not sent an authorized request yet.
+	PreAuthConns int
 }
 
 // Stats returns what the server holds now.
@@ -250,6 +292,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{Sandboxes: len(s.sandboxes), Processes: len(s.procs)}
 	s.mu.Unlock()
 	st.Requests = s.requests.count()
+	st.PreAuthConns = s.conns.preAuth()
 	return st
 }
 
@@ -345,11 +388,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fl flavor, h func
 		}
 	}()
 
-	if !s.authorized(r) {
+	if !s.authenticated() && !s.opts.AllowUnauthenticatedRemote {
+		if why := notLocal(r); why != "" {
+			s.writeError(rw, r, fl, errorf(http.StatusForbidden, CodeForbidden,
+				"this server has no token, so it serves only this machine: refused %s; its operator must set a token (compute serve --token or $COMPUTE_TOKEN, server.Options.Token)", why))
+			return
+		}
+	}
+	who, ok := s.authorize(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="compute"`)
 		s.writeError(rw, r, fl, errUnauthorized)
 		return
 	}
+	s.conns.authenticated(r)
+	ctx = context.WithValue(ctx, callerKey{}, who)
 
 	// The request's context ends at its timeout, when the client goes
 	// away, or when Shutdown gives up waiting; blocked body reads and
@@ -444,21 +497,6 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		b.dl.bodyRead()
 	}
 	return n, err
-}
-
-// authorized checks the bearer token in constant time (the hashes make
-// the comparison independent of the token's length too).
-func (s *Server) authorized(r *http.Request) bool {
-	if s.opts.Token == "" {
-		return true
-	}
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) == 1
 }
 
 // respWriter records the status and size for the access log, and whether
@@ -712,191 +750,16 @@ func (s *Server) shutdown(ctx context.Context) error {
 }
 
 // destroy destroys a sandbox with a context of its own, so that it
-// happens also after the request or the shutdown context ended.
+// happens also after the request or the shutdown context ended. A sandbox
+// the provider does not know is destroyed already.
 func (s *Server) destroy(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := s.c.Destroy(ctx, id); err != nil {
+	if err := s.c.Destroy(ctx, id); err != nil && !errors.Is(err, compute.ErrNotFound) {
 		s.log.Error("server: destroy sandbox", "sandbox", id, "error", err)
 		return fmt.Errorf("server: destroy sandbox %s: %w", id, err)
 	}
 	return nil
-}
-
-// reap destroys idle sandboxes and forgets those that ended on their own.
-func (s *Server) reap() {
-	defer s.background.done()
-	every := min(max(s.opts.IdleTimeout/4, 10*time.Millisecond), 30*time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.base.Done():
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		var idle []*entry
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			return
-		}
-		for id, e := range s.sandboxes {
-			if e.active == 0 && now.Sub(e.lastUsed) >= s.opts.IdleTimeout {
-				idle = append(idle, e)
-				delete(s.sandboxes, id)
-			}
-		}
-		n := len(s.sandboxes)
-		s.mu.Unlock()
-		for _, e := range idle {
-			s.log.Info("server: destroying idle sandbox", "sandbox", e.sb.ID(), "idle", now.Sub(e.lastUsed).Round(time.Millisecond))
-			s.destroy(e.sb.ID())
-		}
-		if n > 0 {
-			s.prune(s.base)
-		}
-	}
-}
-
-// prune forgets sandboxes that the provider no longer has (their lifetime
-// ended, or they died).
-func (s *Server) prune(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	list, err := s.c.List(ctx)
-	if err != nil {
-		return
-	}
-	alive := make(map[string]bool, len(list))
-	for _, sb := range list {
-		alive[sb.ID()] = true
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, e := range s.sandboxes {
-		if !alive[id] && e.active == 0 {
-			delete(s.sandboxes, id)
-		}
-	}
-}
-
-// create creates a sandbox within MaxSandboxes and registers it.
-func (s *Server) create(ctx context.Context, opts *compute.CreateOptions) (*entry, error) {
-	switch {
-	case opts.Network == compute.NetworkHost || len(opts.NetworkAllow) > 0:
-		if !s.opts.AllowNetwork {
-			return nil, errorf(http.StatusForbidden, CodeForbidden, "this server does not give sandboxes network access (its operator can allow it: compute serve --allow-network, server.Options.AllowNetwork)")
-		}
-	case opts.Network == compute.NetworkDefault && !s.opts.AllowNetwork:
-		opts.Network = compute.NetworkNone
-	}
-	if err := s.reserve(ctx); err != nil {
-		return nil, err
-	}
-	sb, err := s.c.Create(ctx, opts)
-	s.mu.Lock()
-	s.pending--
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
-	}
-	if s.final {
-		s.mu.Unlock()
-		s.destroy(sb.ID())
-		return nil, errShuttingDown
-	}
-	e := &entry{sb: sb, runtime: opts.Runtime, lastUsed: time.Now()}
-	s.sandboxes[sb.ID()] = e
-	s.mu.Unlock()
-	return e, nil
-}
-
-func (s *Server) reserve(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		s.mu.Lock()
-		if len(s.sandboxes)+s.pending < s.opts.MaxSandboxes {
-			s.pending++
-			s.mu.Unlock()
-			return nil
-		}
-		s.mu.Unlock()
-		if attempt > 0 {
-			return errorf(http.StatusTooManyRequests, CodeLimit, "this server already holds its maximum of %d sandboxes; destroy one first", s.opts.MaxSandboxes)
-		}
-		// Some may have ended on their own.
-		s.prune(ctx)
-	}
-}
-
-// acquire returns a sandbox the server created, marked in use until
-// release is called.
-func (s *Server) acquire(id string) (*entry, func(), error) {
-	if id == "" {
-		return nil, nil, badRequest("sandboxId is required for this action")
-	}
-	s.mu.Lock()
-	e := s.sandboxes[id]
-	if e != nil {
-		e.active++
-		e.lastUsed = time.Now()
-	}
-	s.mu.Unlock()
-	if e == nil {
-		return nil, nil, sandboxNotFound(id)
-	}
-	return e, func() {
-		s.mu.Lock()
-		e.active--
-		e.lastUsed = time.Now()
-		s.mu.Unlock()
-	}, nil
-}
-
-// gone forgets a sandbox when err says it has ended.
-func (s *Server) gone(e *entry, err error) {
-	if errors.Is(err, compute.ErrNotFound) || errors.Is(err, compute.ErrStopped) {
-		s.mu.Lock()
-		if s.sandboxes[e.sb.ID()] == e {
-			delete(s.sandboxes, e.sb.ID())
-		}
-		s.mu.Unlock()
-	}
-}
-
-// forget removes a sandbox from the server's set and says whether it was
-// there.
-func (s *Server) forget(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.sandboxes[id]
-	delete(s.sandboxes, id)
-	return ok
-}
-
-// list returns the live sandboxes the server created, oldest first.
-func (s *Server) list(ctx context.Context) ([]*entry, error) {
-	all, err := s.c.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []*entry
-	alive := map[string]bool{}
-	s.mu.Lock()
-	for _, sb := range all {
-		alive[sb.ID()] = true
-		if e := s.sandboxes[sb.ID()]; e != nil {
-			out = append(out, e)
-		}
-	}
-	for id, e := range s.sandboxes {
-		if !alive[id] && e.active == 0 {
-			delete(s.sandboxes, id)
-		}
-	}
-	s.mu.Unlock()
-	return out, nil
 }
 
 //go:embed openapi.json

@@ -92,6 +92,9 @@ func (s *Server) v1Create(w http.ResponseWriter, r *http.Request) error {
 	if err := checkDir(req.Dir); err != nil {
 		return err
 	}
+	if err := checkLabels(req.Name, req.Metadata); err != nil {
+		return err
+	}
 	network := compute.Network(req.Network)
 	switch network {
 	case compute.NetworkDefault, compute.NetworkNone, compute.NetworkHost:
@@ -137,14 +140,23 @@ func (s *Server) v1List(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Sandboxes = append(out.Sandboxes, *info)
 	}
-	writeJSON(w, http.StatusOK, out)
+	rep := newReply(w, http.StatusOK)
+	rep.raw(`{"sandboxes":[`)
+	for i := range out.Sandboxes {
+		if i > 0 {
+			rep.raw(`,`)
+		}
+		rep.value(&out.Sandboxes[i])
+	}
+	rep.raw(`]}`)
+	rep.end()
 	return nil
 }
 
 func (s *Server) v1Info(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	annotate(r, "info", id)
-	e, release, err := s.acquire(id)
+	e, release, err := s.acquire(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -167,10 +179,8 @@ func (s *Server) v1Info(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) v1Destroy(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	annotate(r, "destroy", id)
-	if s.forget(id) {
-		if err := s.destroy(id); err != nil {
-			return err
-		}
+	if err := s.destroyFor(r.Context(), id); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -184,7 +194,7 @@ func (s *Server) sandboxFS(r *http.Request, op string) (*entry, func(), string, 
 	if err := checkPath(path); err != nil {
 		return nil, nil, "", badRequest("query parameter path is required: %v", err)
 	}
-	e, release, err := s.acquire(id)
+	e, release, err := s.acquire(r.Context(), id)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -311,11 +321,20 @@ func (s *Server) v1ReadDir(w http.ResponseWriter, r *http.Request) error {
 		s.gone(e, err)
 		return err
 	}
-	out := DirList{Files: make([]FileInfo, 0, len(list))}
-	for i := range list {
-		out.Files = append(out.Files, fileInfoOf(&list[i]))
+	if err := s.checkListing(path, list); err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, out)
+	rep := newReply(w, http.StatusOK)
+	rep.raw(`{"files":[`)
+	for i := range list {
+		if i > 0 {
+			rep.raw(`,`)
+		}
+		fi := fileInfoOf(&list[i])
+		rep.value(&fi)
+	}
+	rep.raw(`]}`)
+	rep.end()
 	return nil
 }
 
@@ -327,13 +346,12 @@ func (s *Server) findProc(r *http.Request, op string) (*proc, error) {
 	if err != nil {
 		return nil, badRequest("process id %q is not a number", r.PathValue("pid"))
 	}
-	s.mu.Lock()
-	pc := s.procs[pid]
-	_, owned := s.sandboxes[id]
-	s.mu.Unlock()
-	if !owned {
+	if s.lookup(r.Context(), id) == nil {
 		return nil, sandboxNotFound(id)
 	}
+	s.mu.Lock()
+	pc := s.procs[pid]
+	s.mu.Unlock()
 	if pc == nil || pc.sandbox != id {
 		return nil, errorf(http.StatusNotFound, CodeProcessNotFound, "process %d of sandbox %s not found (it may have exited)", pid, id)
 	}
@@ -374,7 +392,7 @@ func (s *Server) v1Stdin(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) v1Processes(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	annotate(r, "processes", id)
-	_, release, err := s.acquire(id)
+	_, release, err := s.acquire(r.Context(), id)
 	if err != nil {
 		return err
 	}

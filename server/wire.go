@@ -38,10 +38,12 @@ type CreateRequest struct {
 	Dir      string            `json:"dir,omitempty"`
 	Name     string            `json:"name,omitempty"`
 	Metadata map[string]string `json:"metadata,omitempty"`
-	// Network is "", "none" or "host"; "host" needs Options.AllowNetwork.
+	// Network is "", "none" or "host"; "host" needs Options.AllowNetwork
+	// and a server with a token.
 	Network string `json:"network,omitempty"`
 	// NetworkAllow lists the "host:port" destinations the sandbox may
-	// reach, and only those; it needs Options.AllowNetwork.
+	// reach, and only those; it needs Options.AllowNetwork and a server
+	// with a token.
 	NetworkAllow []string `json:"networkAllow,omitempty"`
 	// GPU asks for GPUs in Modal's notation ("T4", "A100:2", "any"); a
 	// provider without them answers 501.
@@ -182,7 +184,7 @@ const (
 	CodeBadRequest       = "bad_request"        // 400
 	CodeUnauthorized     = "unauthorized"       // 401
 	CodePermission       = "permission"         // 403: file permission denied
-	CodeForbidden        = "forbidden"          // 403: not allowed by the server (network access)
+	CodeForbidden        = "forbidden"          // 403: not allowed by the server (network access; a server without a token serves only its machine)
 	CodeNotFound         = "not_found"          // 404: no such endpoint
 	CodeSandboxNotFound  = "sandbox_not_found"  // 404
 	CodeProcessNotFound  = "process_not_found"  // 404
@@ -191,7 +193,7 @@ const (
 	CodeExist            = "exist"              // 409: the file exists
 	CodeConflict         = "conflict"           // 409: stdin already attached, ...
 	CodeSandboxStopped   = "sandbox_stopped"    // 410
-	CodeTooLarge         = "too_large"          // 413
+	CodeTooLarge         = "too_large"          // 413: a body, upload or reply past the limits; argv and env the kernel refuses
 	CodeCommandNotFound  = "command_not_found"  // 422
 	CodeFileError        = "file_error"         // 422: not a directory, is a directory, ...
 	CodeSyntaxError      = "syntax_error"       // 422 (seed runCode)

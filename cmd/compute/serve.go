@@ -28,6 +28,7 @@ type serveFlags struct {
 	provider        string
 	isolation       string
 	token           string
+	tokensFile      string
 	maxSandboxes    int
 	idleTimeout     time.Duration
 	requestTimeout  time.Duration
@@ -90,11 +91,12 @@ request) go to standard error.`,
 	fs.StringVar(&f.provider, "provider", "local", "provider that runs the sandboxes (available: "+strings.Join(providerNames(defaultProviders), ", ")+")")
 	fs.StringVar(&f.isolation, "isolation", string(local.IsolationNamespaces), `local provider: "none" runs sandboxes as plain host processes, NOT isolated: trusted code only`)
 	fs.StringVar(&f.token, "token", "", "bearer token clients must send (default: $"+tokenEnv+"); required off loopback")
+	fs.StringVar(&f.tokensFile, "tokens", "", `file of per-client tokens, one "tenant:token" a line: each tenant sees only its own sandboxes; tenant "admin" sees all`)
 	fs.IntVar(&f.maxSandboxes, "max-sandboxes", server.DefaultMaxSandboxes, "most sandboxes alive at once; more are refused with 429")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "destroy a sandbox no request used for this long; 0: never")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "limit on any request, a running command's stream included; 0: none")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on Ctrl-C or SIGTERM, how long requests in flight may finish before they are cancelled")
-	fs.BoolVar(&f.allowNetwork, "allow-network", false, "let clients create sandboxes with the host's network (default: every sandbox has none)")
+	fs.BoolVar(&f.allowNetwork, "allow-network", false, "let clients create sandboxes with the host's network (default: every sandbox has none); needs a token")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM), with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the private key file (PEM) of --tls-cert")
 	fs.StringVar(&f.logFormat, "log-format", "text", `access log format: "text" or "json"`)
@@ -106,13 +108,27 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	if token == "" {
 		token = os.Getenv(tokenEnv)
 	}
+	var tokens map[string]string
+	if f.tokensFile != "" {
+		file, err := os.Open(f.tokensFile)
+		if err != nil {
+			return usagef("--tokens: %v", err)
+		}
+		tokens, err = server.ParseTokens(file)
+		file.Close()
+		if err != nil {
+			return usagef("--tokens %s: %v", f.tokensFile, err)
+		}
+	}
 	host, _, err := net.SplitHostPort(f.addr)
 	if err != nil {
 		return usagef("--addr %q: want HOST:PORT (127.0.0.1:8080): %v", f.addr, err)
 	}
 	loopback := isLoopback(host)
 	switch {
-	case !loopback && token == "":
+	case f.allowNetwork && token == "" && tokens == nil:
+		return usagef("--allow-network needs a token (--token, $%s or --tokens): a sandbox with network could call a server without one as this machine", tokenEnv)
+	case !loopback && token == "" && tokens == nil:
 		return usagef("refusing to listen on %s without a token: set --token or $%s (clients send it as \"Authorization: Bearer TOKEN\"), or listen on 127.0.0.1", f.addr, tokenEnv)
 	case (f.tlsCert == "") != (f.tlsKey == ""):
 		return usagef("--tls-cert and --tls-key go together")
@@ -160,6 +176,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	logger := slog.New(h)
 	opts := server.Options{
 		Token:          token,
+		Tokens:         tokens,
 		MaxSandboxes:   f.maxSandboxes,
 		IdleTimeout:    orNever(f.idleTimeout),
 		RequestTimeout: orNever(f.requestTimeout),
@@ -168,7 +185,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	}
 	srv := server.New(p, opts)
 	var handler http.Handler = srv
-	if token == "" {
+	if token == "" && tokens == nil {
 		handler = localOnly(srv)
 	}
 
@@ -182,12 +199,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		scheme = "https"
 	}
 	base := scheme + "://" + ln.Addr().String()
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
-	}
+	hs := srv.HTTPServer() // with its limits on unauthenticated connections
+	hs.Handler = handler
+	hs.ErrorLog = slog.NewLogLogger(h, slog.LevelWarn)
 	served := make(chan error, 1)
 	go func() {
 		if f.tlsCert != "" {
@@ -198,7 +212,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	}()
 
 	auth := "none (loopback only)"
-	if token != "" {
+	if tokens != nil {
+		auth = fmt.Sprintf("required: %d tenant tokens from %s", len(tokens), f.tokensFile)
+	} else if token != "" {
 		auth = "required: Authorization: Bearer $" + tokenEnv
 		if f.token != "" {
 			auth = "required: Authorization: Bearer <--token>"
