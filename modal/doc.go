@@ -19,6 +19,19 @@
 // exposed ports, Snapshot for a filesystem image to start new sandboxes
 // from, and Modal for the SDK's own handle.
 //
+// Every call honours its context. A command ends by its
+// RunOptions.Timeout or its context's end plus at most KillGrace, even
+// when Modal stops answering; a kill Modal refuses or does not confirm is
+// an error saying the command may still be running, never reported as a
+// kill. With no deadline at all, waits still end when Modal stops
+// answering: a command whose output Modal stops serving (after the SDK's
+// retries, about 10 s) is killed and fails; one whose exit status does
+// not come within 10 s of the end of its output is checked on (an exec
+// that reports whether it still runs) and fails if it has exited or the
+// check fails; a filesystem operation still running after 30 s is checked
+// on every 30 s (an exec whose exit status must come within 10 s) and
+// fails when the check does.
+//
 // Tests run against package modaltest, a local server that speaks Modal's
 // protocol: set Config.ServerURL to its URL and the tokens to its pair.
 package modal

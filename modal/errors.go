@@ -24,7 +24,9 @@ type Error struct {
 	Op string
 	// Sandbox is the sandbox's id, when the operation had one.
 	Sandbox string
-	// Kind is the compute error the failure falls under, or nil.
+	// Kind is the compute error the failure falls under, or nil. For a
+	// command whose context ended and whose kill then failed, it is the
+	// context's error (context.Canceled or context.DeadlineExceeded).
 	Kind error
 	// Msg explains the failure and, where the caller can act, what to do.
 	Msg string

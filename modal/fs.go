@@ -34,6 +34,58 @@ const maxSymlinks = 40
 
 func (f *filesystem) fsys() *modalsdk.SandboxFilesystem { return f.s.sb.Filesystem }
 
+// fsProbeAfter is how long a filesystem operation may run before the
+// provider starts checking, every probeInterval, that Modal still runs
+// commands in the sandbox (see filesystem.do).
+const fsProbeAfter = 30 * time.Second
+
+// do runs one SDK filesystem call so that it honours ctx, and so that it
+// ends with an error that says so when Modal stops answering.
+//
+// The SDK runs Modal's file tool as an exec, waits for its exit status on
+// ctx (retrying failed calls until ctx ends), then reads its output on a
+// context of its own. So when ctx ends first, do returns ctx's error at
+// once and leaves the call to end by itself: it sees ctx's end too, except
+// in that read, which ends when Modal answers or the connection closes.
+// And while the call lasts past fsProbeAfter, a small exec checks every
+// probeInterval that Modal runs a command and reports its exit within
+// probeTimeout (ping); when it does not, the call is cancelled and do
+// returns an error saying Modal stopped answering.
+func (f *filesystem) do(ctx context.Context, fn func(context.Context) error) error {
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- fn(cctx) }()
+	t := time.NewTimer(fsProbeAfter)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-res:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		err := f.s.ping(cctx)
+		switch {
+		case err == nil:
+			t.Reset(probeInterval)
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		select {
+		case err := <-res:
+			return err // it ended meanwhile: its own outcome says more
+		default:
+		}
+		if isGone(err) {
+			return err
+		}
+		return &Error{Op: "exec", Sandbox: f.s.id, Msg: "Modal stopped answering: a filesystem operation has not ended, and checking that Modal still runs commands in the sandbox failed", Err: err}
+	}
+}
+
 // abs makes name absolute against the sandbox's working directory.
 func (f *filesystem) abs(ctx context.Context, op, name string) (string, error) {
 	if why := f.s.goneReason(); why != "" {
@@ -108,7 +160,7 @@ func (f *filesystem) Open(ctx context.Context, name string) (io.ReadCloser, erro
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	local := filepath.Join(dir, "file")
-	if err := f.fsys().CopyToLocal(ctx, p, local, nil); err != nil {
+	if err := f.do(ctx, func(ctx context.Context) error { return f.fsys().CopyToLocal(ctx, p, local, nil) }); err != nil {
 		os.RemoveAll(dir)
 		return nil, f.pathErr(ctx, "open", name, err)
 	}
@@ -148,7 +200,7 @@ func (f *filesystem) WriteFile(ctx context.Context, name string, r io.Reader) er
 		return &fs.PathError{Op: "write", Path: name, Err: err}
 	}
 	if len(head) <= memLimit {
-		return f.pathErr(ctx, "write", name, f.fsys().WriteBytes(ctx, head, p, nil))
+		return f.pathErr(ctx, "write", name, f.do(ctx, func(ctx context.Context) error { return f.fsys().WriteBytes(ctx, head, p, nil) }))
 	}
 	tmp, err := os.CreateTemp("", "computesdk-modal-upload-")
 	if err != nil {
@@ -162,7 +214,7 @@ func (f *filesystem) WriteFile(ctx context.Context, name string, r io.Reader) er
 	if err := tmp.Sync(); err != nil {
 		return &fs.PathError{Op: "write", Path: name, Err: err}
 	}
-	return f.pathErr(ctx, "write", name, f.fsys().CopyFromLocal(ctx, tmp.Name(), p, nil))
+	return f.pathErr(ctx, "write", name, f.do(ctx, func(ctx context.Context) error { return f.fsys().CopyFromLocal(ctx, tmp.Name(), p, nil) }))
 }
 
 // MkdirAll creates a directory and its parents; an existing directory is
@@ -172,7 +224,7 @@ func (f *filesystem) MkdirAll(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return f.pathErr(ctx, "mkdir", name, f.fsys().MakeDirectory(ctx, p, nil))
+	return f.pathErr(ctx, "mkdir", name, f.do(ctx, func(ctx context.Context) error { return f.fsys().MakeDirectory(ctx, p, nil) }))
 }
 
 // RemoveAll removes a file or a directory tree; a missing path is not an
@@ -182,7 +234,9 @@ func (f *filesystem) RemoveAll(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = f.pathErr(ctx, "remove", name, f.fsys().Remove(ctx, p, &modalsdk.SandboxFilesystemRemoveParams{Recursive: true}))
+	err = f.pathErr(ctx, "remove", name, f.do(ctx, func(ctx context.Context) error {
+		return f.fsys().Remove(ctx, p, &modalsdk.SandboxFilesystemRemoveParams{Recursive: true})
+	}))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -196,7 +250,11 @@ func (f *filesystem) ReadDir(ctx context.Context, name string) ([]compute.FileIn
 	if err != nil {
 		return nil, err
 	}
-	list, err := f.fsys().ListFiles(ctx, p, nil)
+	var list []modalsdk.FileInfo
+	err = f.do(ctx, func(ctx context.Context) (err error) {
+		list, err = f.fsys().ListFiles(ctx, p, nil)
+		return err
+	})
 	if err != nil {
 		return nil, f.pathErr(ctx, "readdir", name, err)
 	}
@@ -235,7 +293,11 @@ func (f *filesystem) Stat(ctx context.Context, name string) (*compute.FileInfo, 
 // follow stats p and, while that is a symbolic link, what it points to.
 func (f *filesystem) follow(ctx context.Context, p string) (*modalsdk.FileInfo, error) {
 	for range maxSymlinks {
-		e, err := f.fsys().Stat(ctx, p, nil)
+		var e *modalsdk.FileInfo
+		err := f.do(ctx, func(ctx context.Context) (err error) {
+			e, err = f.fsys().Stat(ctx, p, nil)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	modalsdk "github.com/modal-labs/modal-client/go"
 
@@ -28,6 +30,8 @@ type state struct {
 	cfg       Config
 	client    *modalsdk.Client
 	ownClient bool
+	// log receives this package's warnings (cfg.Logger, or the default).
+	log *slog.Logger
 
 	apps    cache[*modalsdk.App]
 	images  cache[*modalsdk.Image]
@@ -65,7 +69,10 @@ func New(cfg Config) (*Provider, error) {
 	if err := checkEnv(cfg.Sandbox.Env); err != nil {
 		return nil, err
 	}
-	s := &state{cfg: cfg, client: cfg.Client, handles: map[string]*Sandbox{}}
+	s := &state{cfg: cfg, client: cfg.Client, handles: map[string]*Sandbox{}, log: cfg.Logger}
+	if s.log == nil {
+		s.log = defaultLogger()
+	}
 	if s.client == nil {
 		c, err := newClient(&cfg)
 		if err != nil {
@@ -272,7 +279,9 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if h == nil {
 		// Closed while creating: the sandbox must not outlive the caller's
 		// knowledge of it.
-		sb.Terminate(context.WithoutCancel(ctx), nil)
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		sb.Terminate(tctx, nil)
+		cancel()
 		sb.Detach()
 		return nil, &Error{Op: "create", Msg: "the provider was closed"}
 	}
@@ -297,8 +306,13 @@ func (s *state) newHandle(sb *modalsdk.Sandbox, m *meta) *Sandbox {
 	return h
 }
 
+// cleanupTimeout bounds the termination of a sandbox that was created
+// while the provider was being closed (done on a context of its own, as
+// the caller's may have ended).
+const cleanupTimeout = 30 * time.Second
+
 // handle returns the cached handle for id, or a fresh one (no RPC).
-func (s *state) handle(id string) (*Sandbox, error) {
+func (s *state) handle(ctx context.Context, id string) (*Sandbox, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -309,9 +323,9 @@ func (s *state) handle(id string) (*Sandbox, error) {
 	if h != nil {
 		return h, nil
 	}
-	sb, err := s.client.Sandboxes.FromID(context.Background(), id, nil)
+	sb, err := s.client.Sandboxes.FromID(ctx, id, nil)
 	if err != nil {
-		return nil, wrapErr("get", id, err)
+		return nil, ctxErr(ctx, wrapErr("get", id, err))
 	}
 	if h := s.newHandle(sb, nil); h != nil {
 		return h, nil
@@ -339,7 +353,7 @@ func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox,
 	if id == "" {
 		return nil, &Error{Op: "get", Kind: compute.ErrNotFound, Msg: "empty sandbox id"}
 	}
-	h, err := p.s.handle(id)
+	h, err := p.s.handle(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +417,7 @@ func (p *Provider) Destroy(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	h, err := p.s.handle(id)
+	h, err := p.s.handle(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package modal
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -240,17 +239,18 @@ func (s *Sandbox) opErr(ctx context.Context, op string, err error) error {
 		return err
 	}
 	if isGone(err) {
-		return stoppedError(op, s.id, s.whyGone(), err)
+		return stoppedError(op, s.id, s.whyGone(ctx), err)
 	}
 	return wrapErr(op, s.id, err)
 }
 
-// whyGone asks Modal how the sandbox ended (on error paths only).
-func (s *Sandbox) whyGone() string {
+// whyGone asks Modal how the sandbox ended (on error paths only), within
+// ctx and probeTimeout; "" when it does not say.
+func (s *Sandbox) whyGone(ctx context.Context) string {
 	if why := s.goneReason(); why != "" {
 		return why
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	code, err := s.poll(ctx)
 	if err != nil || code == nil {
@@ -268,23 +268,31 @@ func (s *Sandbox) workDir(ctx context.Context) (string, error) {
 	if wd != "" {
 		return wd, nil
 	}
-	cp, err := s.sb.Exec(ctx, []string{"/bin/sh", "-c", `printf '%s' "$PWD"`}, &modalsdk.SandboxExecParams{Stderr: modalsdk.Ignore})
+	// The answer is the whole output; its exit status adds nothing.
+	wd, err := s.runScript(ctx, `printf '%s' "$PWD"`)
 	if err != nil {
-		return "", s.opErr(ctx, "exec", err)
+		return "", ctxErr(ctx, s.opErr(ctx, "exec", err))
 	}
-	out, err := io.ReadAll(cp.Stdout)
-	if err != nil {
-		return "", s.opErr(ctx, "exec", err)
-	}
-	if _, err := cp.Wait(ctx, nil); err != nil {
-		return "", s.opErr(ctx, "exec", err)
-	}
-	wd = string(out)
 	if !strings.HasPrefix(wd, "/") {
 		return "", &Error{Op: "exec", Sandbox: s.id, Msg: fmt.Sprintf("the sandbox reported the working directory %q", wd)}
 	}
 	s.setWorkdir(wd)
 	return wd, nil
+}
+
+// ping checks that Modal runs a command in the sandbox and reports its
+// exit status, within probeTimeout.
+func (s *Sandbox) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	cp, err := s.sb.Exec(ctx, []string{"true"}, &modalsdk.SandboxExecParams{Stdout: modalsdk.Ignore, Stderr: modalsdk.Ignore})
+	if err == nil {
+		_, err = cp.Wait(ctx, nil)
+	}
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("no answer from Modal within %v (%w)", probeTimeout, err)
+	}
+	return err
 }
 
 func (s *Sandbox) setWorkdir(wd string) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,6 +55,36 @@ const sandboxLifetimeMargin = 30 * time.Second
 // on a fresh context so that it happens after Ctrl-C too.
 const destroyTimeout = 30 * time.Second
 
+// interruptGrace is how long run and exec may clean up after Ctrl-C or
+// SIGTERM (the program's kill, the sandbox's destruction, the provider's
+// close) before the CLI exits anyway: a provider that stops answering
+// cannot keep it alive. The sandbox is then left to its own timeout.
+const interruptGrace = 5 * time.Second
+
+// exitIfStuck makes the CLI exit (a.exit) if it is still cleaning up
+// interruptGrace after ctx ends, printing one line that says so (and
+// which sandbox may be left, from left). The returned stop disarms it.
+func (a *app) exitIfStuck(ctx context.Context, left func() string) (stop func()) {
+	if a.exit == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	stopAfter := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(interruptGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			a.errorf("interrupted, and cleanup did not finish within %v: exiting without it%s", interruptGrace, left())
+			a.exit(interruptCode(ctx))
+		}
+	})
+	return func() {
+		stopAfter()
+		close(done)
+	}
+}
+
 // inSandbox creates a sandbox, calls fn with it, destroys the sandbox
 // (also when ctx is cancelled) and turns fn's outcome into the CLI's exit
 // status.
@@ -61,6 +92,13 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 	if err := cf.validate(); err != nil {
 		return err
 	}
+	var created atomic.Pointer[compute.Sandbox]
+	defer a.exitIfStuck(ctx, func() string {
+		if sb := created.Load(); sb != nil {
+			return fmt.Sprintf(" (sandbox %s may run until its timeout)", sb.ID())
+		}
+		return ""
+	})()
 	if cf.isolation == string(local.IsolationNone) {
 		a.errorf("WARNING: --isolation none: the program runs as a plain process on this machine, " +
 			"with this user's access to its files, processes and network; use it only for code you trust")
@@ -89,10 +127,11 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 	if err != nil {
 		if ctx.Err() != nil {
 			a.errorf("interrupted")
-			return exitStatus(exitInterrupted)
+			return exitStatus(interruptCode(ctx))
 		}
 		return fmt.Errorf("creating a sandbox: %w", err)
 	}
+	created.Store(sb)
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), destroyTimeout)
 		defer cancel()
@@ -117,7 +156,7 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 		return exitStatus(exitTimeout)
 	case err != nil && ctx.Err() != nil:
 		a.errorf("interrupted")
-		return exitStatus(exitInterrupted)
+		return exitStatus(interruptCode(ctx))
 	case err != nil && res != nil && res.ExitCode == exitNotFound:
 		// RunCode: the interpreter is not installed in the sandbox.
 		a.errorf("%v", err)

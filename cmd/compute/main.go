@@ -28,16 +28,36 @@ func main() {
 	// Nothing runs before this point but package init functions: package
 	// local's init turns this binary into a sandbox agent when it is
 	// re-executed as one.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// After the first signal, restore the default behaviour so that a
-		// second Ctrl-C kills the CLI at once.
-		<-ctx.Done()
-		stop()
-	}()
-	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	ctx, stop := notifySignals()
+	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, providers: defaultProviders, exit: os.Exit}
+	code := a.main(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// interrupted is the cause (context.Cause) of the CLI's context when a
+// signal ended it.
+type interrupted struct{ sig os.Signal }
+
+func (e interrupted) Error() string { return e.sig.String() + " signal received" }
+
+// notifySignals returns a context that SIGINT or SIGTERM cancels, with
+// the signal as its cause (interrupted). After the first signal the
+// default behaviour is restored, so that a second one ends the CLI at
+// once, cleanup or not.
+func notifySignals() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-sigs:
+			cancel(interrupted{sig})
+		case <-ctx.Done():
+		}
+		signal.Stop(sigs)
+	}()
+	return ctx, func() { cancel(nil) }
 }
 
 // Exit codes of the CLI itself; a program's own exit code is passed
@@ -47,12 +67,27 @@ const (
 	exitUsage       = 2   // bad flags or arguments
 	exitTimeout     = 124 // --timeout killed the program (as timeout(1))
 	exitNotFound    = 127 // the command does not exist in the sandbox
-	exitInterrupted = 130 // Ctrl-C or SIGTERM (128 + SIGINT)
+	exitInterrupted = 130 // interrupted: Ctrl-C (128 + SIGINT); 143 for SIGTERM (see interruptCode)
 )
+
+// interruptCode is the exit code of a run that ctx's end interrupted: 128
+// plus the number of the signal that ended it (130 for SIGINT, 143 for
+// SIGTERM), as shells report a program a signal ended; exitInterrupted
+// when no signal did (a caller cancelled the context).
+func interruptCode(ctx context.Context) int {
+	var in interrupted
+	if errors.As(context.Cause(ctx), &in) {
+		if sig, ok := in.sig.(syscall.Signal); ok {
+			return 128 + int(sig)
+		}
+	}
+	return exitInterrupted
+}
 
 // run is the whole CLI: it parses args (without the program name), runs
 // the command and returns the exit code. Everything it prints goes to
 // stdout and stderr; it reads stdin only when asked to (run -, --stdin).
+// Unlike main, it never exits the process (see app.exit).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, providers: defaultProviders}
 	return a.main(ctx, args)
@@ -63,6 +98,10 @@ type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	providers      map[string]providerFactory
+	// exit ends the process when cleanup after a signal overruns its
+	// grace (see exitIfStuck); nil (in tests that run the CLI in-process)
+	// means never.
+	exit func(code int)
 }
 
 // exitStatus is returned by a command that has already reported what
@@ -113,6 +152,11 @@ func (a *app) main(ctx context.Context, args []string) int {
 	var f *failure
 	switch {
 	case errors.As(err, &es):
+		if es == exitInterrupted {
+			// A command that reports an interruption exits as the signal
+			// that caused it says (143 for SIGTERM).
+			return interruptCode(ctx)
+		}
 		return int(es)
 	case errors.As(err, &f):
 		a.errorf("%v", f.err)
@@ -150,7 +194,9 @@ and none of this machine's environment variables.
 Exit codes: the program's own; 1 for a syntax error (as python3 and node
 do) or when the sandbox itself failed; 2 for usage errors; 124 when
 --timeout killed the program; 127 when the command was not found; 130 when
-interrupted.`,
+interrupted by Ctrl-C, 143 by SIGTERM. After a signal, run and exec clean
+up (kill the program, destroy the sandbox) for at most 5 seconds, then
+exit anyway; a second signal exits at once.`,
 		Example: `  compute run hello.py
   compute run -c 'print(2 ** 100)'
   compute exec -- ls -la /
