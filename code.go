@@ -132,9 +132,10 @@ func isSyntaxError(rt Runtime, stderr string) bool {
 
 var (
 	pySyntax = regexp.MustCompile(`(?m)^(SyntaxError|IndentationError|TabError)\b`)
-	// A frame in the user's code: "at f ([eval]:1:20)", "at [stdin]:1:36";
-	// not node's own "[eval]-wrapper" frames.
-	nodeUserFrame = regexp.MustCompile(`(?m)^\s+at .*\[(eval|stdin)\]:\d`)
+	// A frame in the user's code: "at f ([eval]:1:20)", "at [stdin]:1:36",
+	// ES-module code's "at file:///dir/[eval1]:1:27"; not node's own
+	// "[eval]-wrapper" frames.
+	nodeUserFrame = regexp.MustCompile(`(?m)^\s+at .*\[(eval|stdin)\d*\]:\d`)
 )
 
 // Markers that DetectRuntime counts, after removing string literals.

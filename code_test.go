@@ -252,6 +252,8 @@ func TestIsSyntaxError(t *testing.T) {
 		{"node eval in a function", Node, nodeEvalInFunction, false},
 		{"node eval on stdin", Node, nodeEvalStdin, false},
 		{"node empty stderr", Node, "", false},
+		{"node ES module JSON.parse", Node, "<anonymous_script>:1\n{\n\nSyntaxError: Expected property name or '}' in JSON at position 1\n    at JSON.parse (<anonymous>)\n    at file:///work/[eval1]:1:27\n    at ModuleJob.run (node:internal/modules/esm/module_job:325:25)\n", false},
+		{"node ES module invalid syntax", Node, "file:///work/[eval1]:1\nimport os from \"os\"; x = ;\n                         ^\n\nSyntaxError: Unexpected token ';'\n    at compileSourceTextModule (node:internal/modules/esm/utils:346:16)\n    at ModuleLoader.eval (node:internal/modules/esm/loader:241:18)\n", true},
 
 		{"unknown runtime", Runtime("ruby"), pyInvalidSyntax, false},
 	} {
