@@ -42,11 +42,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cmdGroups makes and removes the per-command cgroups of one sandbox, in
-// the host. That file system work (a mkdir and two opens; an rmdir) is
-// done by a goroutine of its own, ahead of the next command and after the
-// last one, so that an exec waits for none of it: Start takes a cgroup
-// made beforehand.
+// cmdGroups makes, reuses and removes the per-command cgroups of one
+// sandbox, in the host. A command's cgroup that is empty once the command
+// has ended serves a later command; one that is not (something the command
+// started lives on: a server in the background) is removed once it
+// empties. That file system work is done by a goroutine of its own,
+// between commands, so that an exec waits for none of it: Start takes a
+// cgroup ready beforehand and sends copies of its descriptors.
 type cmdGroups struct {
 	dir   string   // the sandbox's cgroup in the hierarchy used
 	tasks string   // the file that lists and moves threads
@@ -54,26 +56,25 @@ type cmdGroups struct {
 	leave *os.File // dir's tasks file, for writing: a copy goes with each command
 	next  atomic.Uint64
 
-	ready   chan *cmdGroup // one made ahead
-	wake    chan struct{}  // the worker has something to do
-	stopped chan struct{}  // the worker is gone
+	wake    chan struct{} // the worker has something to do
+	stopped chan struct{} // the worker is gone
 
-	mu     sync.Mutex
-	closed bool
-	// ended are cgroups of commands that have ended, to remove once
-	// empty: something a command started may live on in its cgroup (a
-	// server started in the background) until it exits or the sandbox
-	// ends.
-	ended []string
+	mu        sync.Mutex
+	closed    bool
+	free      []*cmdGroup // empty, ready for a command
+	ended     []*cmdGroup // of commands that have ended, to reuse if empty
+	lingering []string    // in use by what ended commands started: removed once empty
 }
+
+// spareCmdGroups is how many empty cgroups a sandbox keeps at most.
+const spareCmdGroups = 2
 
 // newCmdGroups prepares per-command cgroups below dir, the sandbox's
 // cgroup (in the v1 pids hierarchy, or on v2). It makes the first one at
 // once, so that a host where they cannot work is known before the sandbox
 // is used.
 func newCmdGroups(dir string, v2 bool) (*cmdGroups, error) {
-	g := &cmdGroups{dir: dir, tasks: "tasks", v2: v2,
-		ready: make(chan *cmdGroup, 1), wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	g := &cmdGroups{dir: dir, tasks: "tasks", v2: v2, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if v2 {
 		g.tasks = "cgroup.threads"
 	}
@@ -86,7 +87,7 @@ func newCmdGroups(dir string, v2 bool) (*cmdGroups, error) {
 		g.leave.Close()
 		return nil, err
 	}
-	g.ready <- first
+	g.free = []*cmdGroup{first}
 	go g.work()
 	return g, nil
 }
@@ -95,17 +96,24 @@ func newCmdGroups(dir string, v2 bool) (*cmdGroups, error) {
 type cmdGroup struct {
 	g   *cmdGroups
 	dir string
-	// The agent's descriptors, sent with the exec request: enter is the
-	// cgroup's tasks file open for writing (move the calling thread in),
-	// list an O_PATH descriptor of it (the agent opens it afresh to read
-	// the members), leave the sandbox's tasks file (move back).
-	enter, list, leave *os.File
+	// enter is the cgroup's tasks file open for writing (the calling
+	// thread moves in), list an O_PATH descriptor of it (opened afresh
+	// to read the members). The host keeps them while the cgroup serves
+	// commands.
+	enter, list *os.File
+	// send are copies for the agent, with one of the sandbox's tasks file
+	// (to move back): sent with the exec request, which closes them.
+	send []*os.File
 }
+
+// commandCgroups turns per-command cgroups on. Only the benchmark that
+// measures their cost turns it off (export_cmdgroup_linux_test.go).
+var commandCgroups = true
 
 // command returns the cgroup for a command about to start; nil (and no
 // error) where the sandbox has no per-command cgroups.
 func (c *cgroupLimits) command() (*cmdGroup, error) {
-	if c == nil || c.groups == nil {
+	if c == nil || c.groups == nil || !commandCgroups {
 		return nil, nil
 	}
 	cg, err := c.groups.take()
@@ -115,32 +123,38 @@ func (c *cgroupLimits) command() (*cmdGroup, error) {
 	return cg, nil
 }
 
-// take returns a cgroup for a command: the one made ahead, or, when
-// commands start faster than the worker makes them, a new one.
+// take returns a cgroup for a command: one made or freed beforehand, or,
+// when commands start faster than that, a new one.
 func (g *cmdGroups) take() (*cmdGroup, error) {
 	g.mu.Lock()
-	closed := g.closed
-	g.mu.Unlock()
-	if closed { // the sandbox is gone
+	if g.closed { // the sandbox is gone
+		g.mu.Unlock()
 		return nil, os.ErrClosed
 	}
 	var cg *cmdGroup
-	select {
-	case cg = <-g.ready:
-	default:
+	if n := len(g.free); n > 0 {
+		cg, g.free = g.free[n-1], g.free[:n-1]
+	}
+	g.mu.Unlock()
+	g.kick() // have another ready
+	if cg == nil {
 		var err error
 		if cg, err = g.create(); err != nil {
 			return nil, err
 		}
 	}
-	g.kick()
-	fd, err := unix.FcntlInt(g.leave.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		cg.closeFiles()
-		cg.done()
-		return nil, err
+	cg.send = cg.send[:0]
+	for _, f := range []*os.File{cg.enter, cg.list, g.leave} {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			for _, f := range cg.send {
+				f.Close()
+			}
+			cg.done()
+			return nil, err
+		}
+		cg.send = append(cg.send, os.NewFile(uintptr(fd), f.Name()))
 	}
-	cg.leave = os.NewFile(uintptr(fd), "leave")
 	return cg, nil
 }
 
@@ -171,26 +185,48 @@ func (g *cmdGroups) create() (*cmdGroup, error) {
 }
 
 // files are the descriptors to send with the exec request, in the order
-// the agent takes them (groupFilesFrom).
-func (cg *cmdGroup) files() []*os.File { return []*os.File{cg.enter, cg.list, cg.leave} }
+// the agent takes them (groupFilesFrom); sending closes them.
+func (cg *cmdGroup) files() []*os.File { return cg.send }
 
 func (cg *cmdGroup) closeFiles() {
-	for _, f := range []*os.File{cg.enter, cg.list, cg.leave} {
+	for _, f := range []*os.File{cg.enter, cg.list} {
 		if f != nil {
 			f.Close()
 		}
 	}
 }
 
-// done hands the cgroup of a command that has ended to the worker, which
-// removes it once it is empty.
-func (cg *cmdGroup) done() {
+// reuse hands the cgroup of a command that has ended (its exit reported)
+// back: a later command gets it if it is empty, else it is removed once
+// it is.
+func (cg *cmdGroup) reuse() {
 	if cg == nil {
 		return
 	}
 	g := cg.g
 	g.mu.Lock()
-	g.ended = append(g.ended, cg.dir)
+	if g.closed {
+		g.mu.Unlock()
+		cg.closeFiles()
+		return
+	}
+	g.ended = append(g.ended, cg)
+	g.mu.Unlock()
+	g.kick()
+}
+
+// done gives up the cgroup of a command whose start failed: never reused
+// (the agent may yet be starting the command in it), removed once empty.
+func (cg *cmdGroup) done() {
+	if cg == nil {
+		return
+	}
+	cg.closeFiles()
+	g := cg.g
+	g.mu.Lock()
+	if !g.closed {
+		g.lingering = append(g.lingering, cg.dir)
+	}
 	g.mu.Unlock()
 	g.kick()
 }
@@ -206,27 +242,48 @@ func (g *cmdGroups) kick() {
 	}
 }
 
-// work removes ended commands' cgroups that have emptied, and keeps one
-// made ahead, until close.
+// work puts ended commands' cgroups that are empty back in service,
+// removes the others once they empty, and keeps one ready, until close.
 func (g *cmdGroups) work() {
 	defer close(g.stopped)
 	for range g.wake {
 		g.mu.Lock()
-		ended := g.ended
-		g.ended = nil
+		ended, lingering := g.ended, g.lingering
+		g.ended, g.lingering = nil, nil
 		g.mu.Unlock()
+		var free, extra []*cmdGroup
+		for _, cg := range ended {
+			if tids, err := readTids(cg.list); err == nil && len(tids) == 0 {
+				free = append(free, cg)
+			} else {
+				cg.closeFiles()
+				lingering = append(lingering, cg.dir)
+			}
+		}
 		var kept []string
-		for _, dir := range ended {
+		for _, dir := range lingering {
 			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 				kept = append(kept, dir) // busy: tried again at the next wake
 			}
 		}
 		g.mu.Lock()
-		g.ended = append(g.ended, kept...)
+		g.free = append(g.free, free...)
+		if len(g.free) > spareCmdGroups {
+			extra = append(extra, g.free[spareCmdGroups:]...)
+			g.free = g.free[:spareCmdGroups]
+		}
+		g.lingering = append(g.lingering, kept...)
+		need := len(g.free) == 0
 		g.mu.Unlock()
-		if len(g.ready) == 0 { // only this goroutine fills it
+		for _, cg := range extra {
+			cg.closeFiles()
+			os.Remove(cg.dir)
+		}
+		if need {
 			if cg, err := g.create(); err == nil {
-				g.ready <- cg
+				g.mu.Lock()
+				g.free = append(g.free, cg)
+				g.mu.Unlock()
 			}
 		}
 	}
@@ -244,11 +301,10 @@ func (g *cmdGroups) close() {
 	close(g.wake)
 	g.mu.Unlock()
 	<-g.stopped
-	select {
-	case cg := <-g.ready:
+	for _, cg := range append(g.free, g.ended...) {
 		cg.closeFiles()
-	default:
 	}
+	g.free, g.ended = nil, nil
 	g.leave.Close()
 }
 

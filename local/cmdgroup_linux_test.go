@@ -82,6 +82,12 @@ func TestCmdGroupV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gf := groupFilesFrom(cg.files()) // what the agent gets
+	defer func() {
+		for _, f := range cg.files() {
+			f.Close()
+		}
+	}()
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +101,7 @@ func TestCmdGroupV2(t *testing.T) {
 	go func() {
 		runtime.LockOSThread() // the spawner's thread moves; keep it to this goroutine
 		defer runtime.UnlockOSThread()
-		pid, err := forkIn(&groupFiles{cg.enter, cg.list, cg.leave}, "/bin/sh",
+		pid, err := forkIn(gf, "/bin/sh",
 			[]string{"sh", "-c", "setsid sh -c 'sleep 1000 & sleep 1001 &'; exec sleep 1002"},
 			&syscall.ProcAttr{Env: []string{"PATH=/usr/bin:/bin"}, Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd()}})
 		ch <- started{pid, err}
@@ -108,7 +114,7 @@ func TestCmdGroupV2(t *testing.T) {
 	// Wait until the escapees run: three sleeps in the command's cgroup
 	// (a correctness bound, not a performance one).
 	sleeps := func() (n int, members []int) {
-		members, _ = readTids(cg.list)
+		members, _ = readTids(gf.list)
 		for _, tid := range members {
 			if c, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/comm"); string(c) == "sleep\n" {
 				n++
@@ -130,13 +136,12 @@ func TestCmdGroupV2(t *testing.T) {
 			t.Fatalf("%d of 3 sleeps in the command's cgroup: %v", n, members)
 		}
 	}
-	if err := killGroup(cg.list); err != nil {
+	if err := killGroup(gf.list); err != nil {
 		t.Fatal(err)
 	}
-	if members, err := readTids(cg.list); err != nil || len(members) != 0 {
+	if members, err := readTids(gf.list); err != nil || len(members) != 0 {
 		t.Fatalf("after the kill, the command's cgroup holds %v (%v)", members, err)
 	}
-	cg.closeFiles()
 	cg.done()
 	// The worker removes it, in the background (a correctness bound).
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -172,12 +177,20 @@ func BenchmarkCommandCgroup(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			g.closeFiles()
-			g.done()
-			// Commands come a millisecond or more apart: the worker makes
-			// the next cgroup meanwhile (untimed here).
+			for _, f := range g.files() {
+				f.Close()
+			}
+			g.reuse()
+			// Commands come a millisecond or more apart: the worker puts
+			// the cgroup back in service meanwhile (untimed here).
 			b.StopTimer()
-			for len(c.groups.ready) == 0 {
+			for {
+				c.groups.mu.Lock()
+				n := len(c.groups.free)
+				c.groups.mu.Unlock()
+				if n > 0 {
+					break
+				}
 				time.Sleep(10 * time.Microsecond)
 			}
 			b.StartTimer()

@@ -738,7 +738,7 @@ func pipeBuffered(f *os.File) int64 {
 
 func (p *process) Wait() (int, error) {
 	rep, err := p.op.reply(context.Background())
-	p.group.done()
+	p.group.reuse()
 	p.killMu.Lock()
 	p.ended = true
 	p.killMu.Unlock()
