@@ -68,8 +68,12 @@ func TestAttackTimeoutMissesEscapedDescendants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(shell(t, sb, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").Stdout, "sleep 777") {
-		time.Sleep(10 * time.Millisecond) // until the escapee runs (a correctness wait, not a bound)
+	// Until the escapee runs (a correctness bound, not a performance one).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(shell(t, sb, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").Stdout, "sleep 777"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			p.Kill()
+			t.Fatal("the command's escapee never started")
+		}
 	}
 	p.Kill()
 	p.Wait()
