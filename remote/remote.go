@@ -51,6 +51,11 @@ type Options struct {
 	// Name is the provider's name in compute's router and in Info; empty
 	// means "remote". Give each server its own name to route among several.
 	Name string
+	// KeepSandboxes makes Close leave the sandboxes created through the
+	// Provider running (until they are destroyed, the server's idle
+	// timeout or their own lifetime), for programs that hand their ids on,
+	// as "compute sandbox create" does.
+	KeepSandboxes bool
 }
 
 // Provider talks to one compute server. It is safe for concurrent use.
@@ -64,6 +69,7 @@ type Provider struct {
 
 	mu      sync.Mutex
 	created map[string]bool // sandboxes created here and not destroyed here
+	keep    bool            // Close leaves them running
 }
 
 var _ compute.Provider = (*Provider)(nil)
@@ -77,7 +83,7 @@ func New(url, token string) *Provider {
 
 // NewWithOptions returns a provider configured by opts.
 func NewWithOptions(opts Options) *Provider {
-	p := &Provider{token: opts.Token, client: opts.HTTPClient, name: opts.Name, created: map[string]bool{}}
+	p := &Provider{token: opts.Token, client: opts.HTTPClient, name: opts.Name, keep: opts.KeepSandboxes, created: map[string]bool{}}
 	if p.name == "" {
 		p.name = "remote"
 	}
@@ -104,13 +110,16 @@ func NewWithOptions(opts Options) *Provider {
 func (p *Provider) Name() string { return p.name }
 
 // Close destroys the sandboxes created through this Provider that were not
-// destroyed through it, and closes its idle connections. The server
-// destroys its sandboxes itself when it shuts down.
+// destroyed through it (unless Options.KeepSandboxes), and closes its idle
+// connections. The server destroys its sandboxes itself when it shuts
+// down.
 func (p *Provider) Close() error {
 	p.mu.Lock()
 	ids := make([]string, 0, len(p.created))
 	for id := range p.created {
-		ids = append(ids, id)
+		if !p.keep {
+			ids = append(ids, id)
+		}
 	}
 	p.mu.Unlock()
 	var errs []error

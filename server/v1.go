@@ -66,10 +66,18 @@ func (s *Server) infoOf(ctx context.Context, e *entry) (*SandboxInfo, error) {
 	if rt == "" {
 		rt = e.runtime
 	}
-	return &SandboxInfo{
-		ID: info.ID, Provider: s.provider, Name: info.Name, Status: string(info.Status), Runtime: string(rt),
+	wi := NewSandboxInfo(info)
+	wi.Provider, wi.Runtime = s.provider, string(rt)
+	return &wi, nil
+}
+
+// NewSandboxInfo returns info in the shape the v1 API sends it: lower-case
+// names, times in UTC, durations in milliseconds.
+func NewSandboxInfo(info *compute.Info) SandboxInfo {
+	return SandboxInfo{
+		ID: info.ID, Provider: info.Provider, Name: info.Name, Status: string(info.Status), Runtime: string(info.Runtime),
 		CreatedAt: info.CreatedAt.UTC(), Timeout: toMillis(info.Timeout), Metadata: info.Metadata, Limits: info.Limits,
-	}, nil
+	}
 }
 
 func (s *Server) v1Create(w http.ResponseWriter, r *http.Request) error {

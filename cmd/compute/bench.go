@@ -34,7 +34,7 @@ and the mean. The first create is shown on its own: it starts cold.`,
 		Example: `  compute bench
   compute bench -n 50
   compute bench --server http://127.0.0.1:8080`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.n < 1 {
 				return usagef("-n must be at least 1")

@@ -22,6 +22,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/computesdk-go/compute"
 )
 
 func main() {
@@ -65,8 +67,9 @@ func notifySignals() (context.Context, func()) {
 const (
 	exitFailure     = 1   // the CLI failed (sandbox could not start, ...)
 	exitUsage       = 2   // bad flags or arguments
-	exitTimeout     = 124 // --timeout killed the program (as timeout(1))
+	exitTimeout     = 124 // --timeout or the sandbox's lifetime killed the program (as timeout(1))
 	exitNotFound    = 127 // the command does not exist in the sandbox
+	exitOutOfMemory = 137 // killed for going over the memory limit (128 + SIGKILL)
 	exitInterrupted = 130 // interrupted: Ctrl-C (128 + SIGINT); 143 for SIGTERM (see interruptCode)
 )
 
@@ -136,6 +139,12 @@ func runE(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command,
 		var ue *usageError
 		if err == nil || errors.As(err, &es) || errors.As(err, &ue) {
 			return err
+		}
+		if errors.Is(err, compute.ErrMissingCredentials) {
+			// The library's advice names modal.Config's fields; a CLI
+			// user sets the environment.
+			err = errors.New("the modal provider needs Modal credentials: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET " +
+				"(create a token with `modal token new` or at https://modal.com/settings/tokens), or put them in ~/.modal.toml")
 		}
 		return &failure{err}
 	}
@@ -227,7 +236,7 @@ func (a *app) versionCommand() *cobra.Command {
 ("(devel)" for a build from a checkout), the VCS revision when known, the
 Go version and the platform.`,
 		Example: `  compute version`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: runE(func(*cobra.Command, []string) error {
 			fmt.Fprintln(a.stdout, versionString())
 			return nil
@@ -257,4 +266,25 @@ func versionString() string {
 	}
 	parts = append(parts, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
 	return strings.Join(parts, " ")
+}
+
+// noArgs refuses positional arguments, in a sentence of its own (cobra's
+// says "unknown command").
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, but got %q", cmd.CommandPath(), strings.Join(args, " "))
+	}
+	return nil
+}
+
+// wantArgs checks the number of positional arguments (max < 0: no upper
+// bound) and says what the command wants, instead of cobra's "accepts 1
+// arg(s), received 0".
+func wantArgs(what string, min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || (max >= 0 && len(args) > max) {
+			return usagef("%s wants %s, but got %d argument(s): %s", cmd.CommandPath(), what, len(args), cmd.UseLine())
+		}
+		return nil
+	}
 }

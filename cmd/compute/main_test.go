@@ -271,8 +271,13 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"run", "--nope", "-c", "1"}, "unknown flag: --nope"},
 		{"run without program", []string{"run"}, "missing program"},
-		{"run with file and -c", []string{"run", "-c", "print(1)", "x.py"}, "not both"},
-		{"run with two files", []string{"run", "a.py", "b.py"}, "one FILE"},
+		{"run with an unknown extension", []string{"run", writeFile(t, "x.rb", "puts 1")}, "give --runtime python or --runtime node"},
+		{"--project without FILE", []string{"run", "--project", ".", "-c", "1"}, "--project goes with a FILE"},
+		{"bad memory", []string{"exec", "--memory", "lots", "--", "true"}, `--memory "lots"`},
+		{"tiny memory", []string{"exec", "--memory", "1m", "--", "true"}, "16 MiB"},
+		{"negative cpus", []string{"exec", "--cpus", "-1", "--", "true"}, "--cpus must not be negative"},
+		{"negative lifetime", []string{"run", "--lifetime", "-1s", "-c", "1"}, "--lifetime must not be negative"},
+		{"sandbox info without id", []string{"sandbox", "info"}, "wants a sandbox id, but got 0 argument(s)"},
 		{"unknown runtime", []string{"run", "--runtime", "ruby", "-c", "1"}, `unknown --runtime "ruby"`},
 		{"runtime contradicts extension", []string{"run", "--runtime", "node", writeFile(t, "x.py", "print(1)")}, "contradicts"},
 		{"--stdin with program on stdin", []string{"run", "--stdin", "-"}, "--stdin"},
@@ -284,7 +289,7 @@ func TestUsageErrors(t *testing.T) {
 		{"empty env name", []string{"exec", "--env", "=x", "--", "true"}, `--env "=x"`},
 		{"unknown isolation", []string{"exec", "--isolation", "vm", "--", "true"}, `unknown --isolation "vm"`},
 		{"unknown provider", []string{"exec", "--provider", "e2b", "--", "true"}, `unknown provider "e2b" (available: local, modal)`},
-		{"version with args", []string{"version", "now"}, "unknown command"},
+		{"version with args", []string{"version", "now"}, `takes no arguments, but got "now"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -428,4 +433,64 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("stderr %q does not say it was interrupted", stderr.String())
 	}
 	rec.checkCleanedUp(t)
+}
+
+// compute run FILE ARGS behaves like python3 FILE ARGS: the file runs by
+// name in the sandbox, with its arguments, beside its project's modules.
+func TestRunFileAsItsInterpreterWould(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "helper.py"), []byte("X = 42\n"), 0o644)
+	os.MkdirAll(filepath.Join(dir, "lib"), 0o755)
+	os.WriteFile(filepath.Join(dir, "lib", "util.js"), []byte("module.exports = {y: 7};\n"), 0o644)
+	main := filepath.Join(dir, "main.py")
+	os.WriteFile(main, []byte("import os, sys, helper\nprint(os.path.basename(__file__), sys.argv[1:], helper.X)\nraise SystemExit(3)\n"), 0o644)
+	js := filepath.Join(dir, "main.js")
+	os.WriteFile(js, []byte("console.log(require('./lib/util').y, process.argv.slice(2).join(','))\n"), 0o644)
+
+	cli(t, "", "run", main, "a", "--flag").check(t, 3, "main.py ['a', '--flag'] 42\n")
+	cli(t, "", "run", js, "x", "-y").check(t, 0, "7 x,-y\n")
+	// A traceback names the file, not <string>.
+	bad := filepath.Join(dir, "bad.py")
+	os.WriteFile(bad, []byte("def f():\n    raise ValueError('boom')\nf()\n"), 0o644)
+	o := cli(t, "", "run", bad)
+	o.check(t, 1, "")
+	o.stderrContains(t, `bad.py", line 2, in f`)
+	// Only the file: its sibling is not there.
+	o = cli(t, "", "run", "--project", "none", main)
+	o.check(t, 1, "")
+	o.stderrContains(t, "No module named 'helper'")
+	// A file of another language runs with --runtime.
+	other := filepath.Join(dir, "script.txt")
+	os.WriteFile(other, []byte("print('as python')\n"), 0o644)
+	cli(t, "", "run", "--runtime", "python", other).check(t, 0, "as python\n")
+}
+
+// Limits from the command line, and what the CLI says when one is hit.
+func TestRunLimits(t *testing.T) {
+	t.Parallel()
+	o := cli(t, "", "run", "--memory", "64m", "-c", "b = bytearray(300 << 20)")
+	o.check(t, 137, "")
+	o.stderrContains(t, "--memory")
+	o = cli(t, "", "run", "--lifetime", "2s", "-c", "import time; time.sleep(60)")
+	o.check(t, 124, "")
+	o.stderrContains(t, "lifetime")
+	o.stderrContains(t, "--lifetime")
+	o = cli(t, "", "exec", "--memory", "1g", "--cpus", "0.5", "--", "sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo ok")
+	if o.code != 0 {
+		t.Errorf("exec with --memory and --cpus: exit %d, stderr %q", o.code, o.stderr)
+	}
+}
+
+func TestParseMemory(t *testing.T) {
+	for in, want := range map[string]int64{"512m": 512 << 20, "2g": 2 << 30, "1.5g": 3 << 29, "256": 256 << 20, "64MiB": 64 << 20, "100000k": 100000 << 10} {
+		if got, err := parseMemory(in); err != nil || got != want {
+			t.Errorf("parseMemory(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "-1g", "0", "1m", "g"} {
+		if n, err := parseMemory(in); err == nil {
+			t.Errorf("parseMemory(%q) = %d; want an error", in, n)
+		}
+	}
 }

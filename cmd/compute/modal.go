@@ -19,7 +19,7 @@ func (a *app) modalCommand() *cobra.Command {
 "compute modal emulate" runs a local server that speaks Modal's gRPC
 protocol, so that programs written against Modal's official SDKs run
 offline, against sandboxes on this machine.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.modalEmulateCommand())
@@ -67,7 +67,7 @@ the filesystem API, tags, names, listing, tunnels and snapshots.`,
 
   # Make every round trip take 20ms, as against the real cloud; at most 5 sandboxes
   compute modal emulate --latency 20ms --max-sandboxes 5`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if f.latency < 0 {
 				return usagef("--latency must not be negative, got %v", f.latency)

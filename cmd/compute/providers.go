@@ -32,6 +32,13 @@ type providerOptions struct {
 	// stderr is where a provider shows its progress, when it is a
 	// terminal (see newModal in sandbox.go); set by newProvider.
 	stderr io.Writer
+	// keep leaves the sandboxes created through the provider running when
+	// it is closed (the sandbox subcommands hand their ids on).
+	keep bool
+	// memory (bytes) and cpus size each sandbox; 0 means the provider's
+	// default (--memory, --cpus).
+	memory int64
+	cpus   float64
 }
 
 // providerFactory starts a provider for one CLI invocation.
@@ -44,7 +51,7 @@ var defaultProviders = map[string]providerFactory{
 }
 
 func newLocal(o providerOptions) (provider, error) {
-	opts := local.Options{Isolation: local.Isolation(o.isolation)}
+	opts := local.Options{Isolation: local.Isolation(o.isolation), MaxMemory: o.memory, MaxCPU: o.cpus}
 	if o.oneShot {
 		opts.Prestart = -1
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/modal"
+	"github.com/computesdk-go/compute/server"
 )
 
 // newModal starts the Modal provider, with the SDK's own configuration
@@ -34,6 +35,7 @@ func newModal(o providerOptions) (provider, error) {
 	return modal.New(modal.Config{
 		Progress: progressTo(stderr),
 		Logger:   slog.New(&cliLogHandler{w: stderr}),
+		Sandbox:  modal.SandboxOptions{MemoryMiB: int(o.memory >> 20), CPU: o.cpus},
 	})
 }
 
@@ -107,21 +109,40 @@ type sandboxFlags struct {
 }
 
 func (f *sandboxFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.provider, "provider", "modal", "provider that holds the sandboxes (modal; local sandboxes end with the command, so they cannot be managed by id)")
+	fs.StringVar(&f.provider, "provider", "", "provider that holds the sandboxes: modal (the default without --server); local sandboxes end with the command, so they cannot be managed by id")
 	fs.StringVar(&f.server, "server", "", "manage the sandboxes of the compute server at this URL (see compute serve), with the token in $COMPUTE_TOKEN")
 }
 
-// openProvider starts the provider of a sandbox subcommand.
-func (a *app) openProvider(f *sandboxFlags) (provider, error) {
-	if f.provider == "local" && f.server == "" {
-		return nil, usagef("the local provider's sandboxes end when this command exits, so they cannot be managed by id; use --provider modal, or --server URL for a compute server's")
+// openProvider starts the provider of a sandbox subcommand. The sandboxes
+// it creates outlive it: their ids are for later commands.
+func (a *app) openProvider(f *sandboxFlags, o providerOptions) (provider, error) {
+	o.isolation = string(local.IsolationNamespaces)
+	o.keep = true
+	if f.server != "" {
+		if f.provider != "" {
+			return nil, usagef("--provider and --server cannot be combined: the server's own provider holds its sandboxes")
+		}
+		o.server = f.server
+		return a.newProvider("local", o)
 	}
-	return a.newProvider(f.provider, providerOptions{isolation: string(local.IsolationNamespaces), server: f.server})
+	switch f.provider {
+	case "":
+		f.provider = "modal"
+	case "local":
+		return nil, usagef("the local provider's sandboxes end when this command exits, so they cannot be managed by id; use --provider modal, or --server URL for a compute server's (start one with compute serve)")
+	}
+	return a.newProvider(f.provider, o)
 }
 
 // withProvider runs fn with the provider of f, closed afterwards.
 func (a *app) withProvider(f *sandboxFlags, fn func(p provider, c *compute.Compute) error) error {
-	p, err := a.openProvider(f)
+	return a.withProviderOptions(f, providerOptions{}, fn)
+}
+
+// withProviderOptions is withProvider for a provider with options of its
+// own (a create's --memory and --cpus).
+func (a *app) withProviderOptions(f *sandboxFlags, o providerOptions, fn func(p provider, c *compute.Compute) error) error {
+	p, err := a.openProvider(f, o)
 	if err != nil {
 		return err
 	}
@@ -146,7 +167,7 @@ Modal's credentials come from MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or
   compute sandbox info "$id"
   compute sandbox list
   compute sandbox destroy "$id"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.sandboxCreateCommand(), a.sandboxListCommand(), a.sandboxInfoCommand(),
@@ -155,18 +176,18 @@ Modal's credentials come from MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or
 }
 
 type createFlags struct {
-	sf      sandboxFlags
-	timeout time.Duration
-	runtime string
-	name    string
-	env     []string
-	dir     string
-	network bool
-	image   string
-	gpu     string
-	cpu     float64
-	memory  int
-	ports   []int
+	sf       sandboxFlags
+	lifetime time.Duration
+	runtime  string
+	name     string
+	env      []string
+	dir      string
+	network  bool
+	image    string
+	gpu      string
+	cpus     float64
+	memory   string
+	ports    []int
 }
 
 func (a *app) sandboxCreateCommand() *cobra.Command {
@@ -179,19 +200,23 @@ func (a *app) sandboxCreateCommand() *cobra.Command {
 shows the progress (image build, start).
 
 The sandbox has no network unless --network is given, as with run and
-exec. --image, --gpu, --cpu, --memory and --port are Modal's.`,
+exec. --image, --gpu, --cpus, --memory and --port are Modal's (a
+server's sandboxes are sized by the server).`,
 		Example: `  compute sandbox create
-  compute sandbox create --timeout 1h --runtime node
+  compute sandbox create --lifetime 1h --runtime node
+  compute sandbox create --server http://127.0.0.1:8080
   compute sandbox create --gpu A100 --image pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
   compute sandbox create --port 8080 --network`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return a.sandboxCreate(cmd.Context(), &f, cmd.Flags())
 		}),
 	}
 	fs := cmd.Flags()
 	f.sf.add(fs)
-	fs.DurationVar(&f.timeout, "timeout", 0, "the sandbox's lifetime (10m, 2h); 0: the provider's default (5m on Modal, at most 24h)")
+	fs.DurationVar(&f.lifetime, "lifetime", 0, "the sandbox's lifetime (10m, 2h); 0: the provider's default (5m on Modal, at most 24h)")
+	fs.DurationVar(&f.lifetime, "timeout", 0, "the same as --lifetime")
+	fs.MarkHidden("timeout")
 	fs.StringVar(&f.runtime, "runtime", "", `default runtime, "python" or "node" (on Modal it also picks the image)`)
 	fs.StringVar(&f.name, "name", "", "a name, shown by info and list")
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "an environment variable of every command, KEY=VALUE (repeatable)")
@@ -199,15 +224,27 @@ exec. --image, --gpu, --cpu, --memory and --port are Modal's.`,
 	fs.BoolVar(&f.network, "network", false, "give the sandbox network access (default: none)")
 	fs.StringVar(&f.image, "image", "", "Modal: the image, a registry tag or an image id (default python:3.13-slim, node:22-slim for --runtime node)")
 	fs.StringVar(&f.gpu, "gpu", "", `Modal: GPUs, as "T4", "A100", "H100:2"`)
-	fs.Float64Var(&f.cpu, "cpu", 0, "Modal: CPU cores to reserve")
-	fs.IntVar(&f.memory, "memory", 0, "Modal: memory to reserve, in MiB")
+	fs.Float64Var(&f.cpus, "cpus", 0, "Modal: CPU cores to reserve, as 0.5 or 2")
+	fs.Float64Var(&f.cpus, "cpu", 0, "the same as --cpus")
+	fs.MarkHidden("cpu")
+	fs.StringVarP(&f.memory, "memory", "m", "", "Modal: memory to reserve, as 512m or 2g (a bare number is MiB)")
 	fs.IntSliceVar(&f.ports, "port", nil, "Modal: a port to expose through an HTTPS tunnel (repeatable); see compute sandbox url")
 	return cmd
 }
 
 func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagSet) error {
-	if f.timeout < 0 {
-		return usagef("--timeout must not be negative, got %v", f.timeout)
+	if f.lifetime < 0 {
+		return usagef("--lifetime must not be negative, got %v", f.lifetime)
+	}
+	if f.cpus < 0 {
+		return usagef("--cpus must not be negative, got %v", f.cpus)
+	}
+	var memory int64
+	if f.memory != "" {
+		var err error
+		if memory, err = parseMemory(f.memory); err != nil {
+			return usagef("--memory %q: %v", f.memory, err)
+		}
 	}
 	rt := compute.Runtime(f.runtime)
 	switch rt {
@@ -219,19 +256,20 @@ func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagS
 	if err != nil {
 		return err
 	}
-	mo := modal.SandboxOptions{Image: f.image, GPU: f.gpu, CPU: f.cpu, MemoryMiB: f.memory, EncryptedPorts: f.ports}
-	return a.withProvider(&f.sf, func(p provider, _ *compute.Compute) error {
+	if f.sf.server != "" {
+		for _, name := range []string{"image", "gpu", "cpus", "cpu", "memory", "port"} {
+			if fs.Changed(name) {
+				return usagef("--%s is a flag of the modal provider; a server's sandboxes are set up by the server", name)
+			}
+		}
+	}
+	mo := modal.SandboxOptions{Image: f.image, GPU: f.gpu, EncryptedPorts: f.ports}
+	return a.withProviderOptions(&f.sf, providerOptions{memory: memory, cpus: f.cpus}, func(p provider, _ *compute.Compute) error {
 		var cp compute.Provider = p
 		if mp, ok := p.(*modal.Provider); ok {
 			cp = mp.With(mo)
-		} else {
-			for _, name := range []string{"image", "gpu", "cpu", "memory", "port"} {
-				if fs.Changed(name) {
-					return usagef("--%s is a flag of the modal provider", name)
-				}
-			}
 		}
-		opts := &compute.CreateOptions{Timeout: f.timeout, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone}
+		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone}
 		if f.network {
 			opts.Network = compute.NetworkHost
 		}
@@ -260,7 +298,7 @@ created in its app. One line each: id, status, age, name.`,
 		Example: `  compute sandbox list
   compute sandbox list -q | xargs -r compute sandbox destroy
   compute sandbox list --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			return a.withProvider(&f.sf, func(_ provider, c *compute.Compute) error {
@@ -288,7 +326,11 @@ created in its app. One line each: id, status, age, name.`,
 				wg.Wait()
 				sort.Slice(infos, func(i, j int) bool { return infos[i].CreatedAt.After(infos[j].CreatedAt) })
 				if f.json {
-					return writeJSON(a.stdout, infos)
+					out := make([]server.SandboxInfo, len(infos))
+					for i, info := range infos {
+						out[i] = server.NewSandboxInfo(info)
+					}
+					return writeJSON(a.stdout, out)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tSTATUS\tAGE\tNAME")
@@ -329,7 +371,7 @@ func (a *app) sandboxInfoCommand() *cobra.Command {
 		Use:     "info [flags] ID",
 		Short:   "Describe a sandbox",
 		Example: "  compute sandbox info sb-01JQ...\n  compute sandbox info --json sb-01JQ...",
-		Args:    cobra.ExactArgs(1),
+		Args:    wantArgs("a sandbox id", 1, 1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return a.withProvider(&f.sf, func(_ provider, c *compute.Compute) error {
@@ -342,7 +384,7 @@ func (a *app) sandboxInfoCommand() *cobra.Command {
 					return err
 				}
 				if f.json {
-					return writeJSON(a.stdout, info)
+					return writeJSON(a.stdout, server.NewSandboxInfo(info))
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "id:\t%s\nprovider:\t%s\nstatus:\t%s\n", info.ID, info.Provider, info.Status)
@@ -386,7 +428,7 @@ func (a *app) sandboxDestroyCommand() *cobra.Command {
 		Long: `Destroy sandboxes by id. Destroying a sandbox that is already gone is not
 an error.`,
 		Example: "  compute sandbox destroy sb-01JQ...\n  compute sandbox list -q | xargs -r compute sandbox destroy",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    wantArgs("one or more sandbox ids", 1, -1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return a.withProvider(&f, func(_ provider, c *compute.Compute) error {
@@ -494,7 +536,7 @@ func (a *app) sandboxURLCommand() *cobra.Command {
 		Long: `Print the HTTPS URL of Modal's tunnel to a port of the sandbox; the port
 must have been exposed at create (compute sandbox create --port PORT).`,
 		Example: "  compute sandbox url sb-01JQ... 8080",
-		Args:    cobra.ExactArgs(2),
+		Args:    wantArgs("a sandbox id and a port", 2, 2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			port, err := strconv.Atoi(args[1])
 			if err != nil || port < 1 || port > 65535 {
@@ -512,7 +554,10 @@ must have been exposed at create (compute sandbox create --port PORT).`,
 				}
 				u, err := msb.URL(ctx, port)
 				if err != nil {
-					return err
+					// The library's advice names its Go option; a CLI
+					// user exposes ports with a flag.
+					return errors.New(strings.Replace(err.Error(), "expose ports at create with SandboxOptions.EncryptedPorts, H2Ports or UnencryptedPorts",
+						"expose a port when creating the sandbox: compute sandbox create --port PORT", 1))
 				}
 				fmt.Fprintln(a.stdout, strings.TrimSpace(u))
 				return nil

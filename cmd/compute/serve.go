@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,7 +83,7 @@ request) go to standard error.`,
 
   # A free port, printed
   compute serve --addr 127.0.0.1:0`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd.Context(), &f)
 		}),
@@ -149,6 +151,13 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		// promise of none cannot be kept.
 		return usagef("--isolation none gives sandboxes this machine's network: add --allow-network to accept that")
 	}
+	if f.tlsCert != "" {
+		// Check the files now, not when the first client connects, and
+		// before announcing an address that would not work.
+		if _, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey); err != nil {
+			return usagef("--tls-cert %s / --tls-key %s: %v", f.tlsCert, f.tlsKey, err)
+		}
+	}
 	if token != "" && len(token) < 16 {
 		a.errorf("WARNING: the token is short (%d characters); use a long random one", len(token))
 	}
@@ -183,11 +192,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		AllowNetwork:   f.allowNetwork,
 		Logger:         logger,
 	}
-	srv := server.New(p, opts)
-	var handler http.Handler = srv
-	if token == "" && tokens == nil {
-		handler = localOnly(srv)
-	}
+	srv := server.New(p, opts) // without a token, it serves only this machine
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
@@ -198,9 +203,8 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	if f.tlsCert != "" {
 		scheme = "https"
 	}
-	base := scheme + "://" + ln.Addr().String()
+	base := scheme + "://" + clientAddr(ln.Addr().(*net.TCPAddr))
 	hs := srv.HTTPServer() // with its limits on unauthenticated connections
-	hs.Handler = handler
 	hs.ErrorLog = slog.NewLogLogger(h, slog.LevelWarn)
 	served := make(chan error, 1)
 	go func() {
@@ -220,7 +224,13 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 			auth = "required: Authorization: Bearer <--token>"
 		}
 	}
-	fmt.Fprintf(a.stdout, "listening on %s\n", base)
+	if ip := ln.Addr().(*net.TCPAddr).IP; ip.IsUnspecified() {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		fmt.Fprintf(a.stdout, "listening on %s (every interface of this machine)\n", net.JoinHostPort(host, port))
+		fmt.Fprintf(a.stdout, "  address:       %s\n", base)
+	} else {
+		fmt.Fprintf(a.stdout, "listening on %s\n", base)
+	}
 	fmt.Fprintf(a.stdout, "  provider:      %s\n", p.Name())
 	fmt.Fprintf(a.stdout, "  seed protocol: POST %s%s\n", base, server.SeedPath)
 	fmt.Fprintf(a.stdout, "  v1 endpoints:  %s%s/...\n", base, server.V1Path)
@@ -273,34 +283,23 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// localOnly guards a server without a token: only this machine may use
-// it, and browsers only from pages of this machine (a page of another
-// site can POST to a loopback address, and DNS rebinding can give it a
-// name of its own).
-func localOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.Host)
-		if err != nil {
-			host = r.Host
-		}
-		reason := ""
-		if !isLoopback(host) {
-			reason = fmt.Sprintf("host %q is not this machine", r.Host)
-		} else if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || !isLoopback(u.Hostname()) {
-				reason = fmt.Sprintf("requests from the web page %q", o)
+// clientAddr is the address clients use for a listener's: itself, or for
+// one on every interface (0.0.0.0, [::]), this machine's first address
+// that others can reach (loopback where there is none).
+func clientAddr(a *net.TCPAddr) string {
+	if !a.IP.IsUnspecified() {
+		return a.String()
+	}
+	host := "127.0.0.1"
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, ad := range addrs {
+			if n, ok := ad.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && (n.IP.To4() != nil || a.IP.To4() == nil) {
+				host = n.IP.String()
+				break
 			}
 		}
-		if reason == "" {
-			h.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusForbidden)
-		fmt.Fprintf(w, `{"success":false,"error":%q,"sandboxId":"","provider":"","code":%q}`+"\n",
-			"this server has no token, so it serves only this machine: refused "+reason+"; start it with --token", server.CodeForbidden)
-	})
+	}
+	return net.JoinHostPort(host, strconv.Itoa(a.Port))
 }
 
 // newRemote is the provider of run and exec --server: the remote provider
@@ -312,9 +311,12 @@ func newRemote(name string, o providerOptions) (provider, error) {
 	if o.isolation != string(local.IsolationNamespaces) {
 		return nil, usagef("--isolation is a flag of the local provider; with --server, the server decides")
 	}
+	if o.memory != 0 || o.cpus != 0 {
+		return nil, usagef("--memory and --cpus size the sandboxes of this machine's providers; with --server, the server's settings size them")
+	}
 	u, err := url.Parse(o.server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usagef("--server %q: want the server's URL, such as http://127.0.0.1:8080", o.server)
 	}
-	return remote.New(o.server, os.Getenv(tokenEnv)), nil
+	return remote.NewWithOptions(remote.Options{URL: o.server, Token: os.Getenv(tokenEnv), KeepSandboxes: o.keep}), nil
 }

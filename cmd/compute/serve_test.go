@@ -209,3 +209,49 @@ func TestServeLocalOnly(t *testing.T) {
 		}
 	}
 }
+
+// TLS files are checked before the server says where it listens.
+func TestServeChecksTLSFirst(t *testing.T) {
+	t.Parallel()
+	o := cli(t, "", "serve", "--addr", "127.0.0.1:0", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem")
+	o.check(t, exitUsage, "")
+	o.stderrContains(t, "/no/cert.pem")
+	if strings.Contains(o.stderr, "shutting down") {
+		t.Errorf("serve announced a shutdown of a server that never started: %q", o.stderr)
+	}
+}
+
+// A server on every interface prints an address clients can use.
+func TestServeAllInterfacesAddress(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	printed := make(chan struct{})
+	var once sync.Once
+	stdout.onWrite = func() {
+		if strings.Contains(stdout.String(), "clients:") {
+			once.Do(func() { close(printed) })
+		}
+	}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "0.0.0.0:0", "--token", "a-long-enough-test-token"}, strings.NewReader(""), &stdout, &stderr)
+	}()
+	select {
+	case <-printed:
+	case code := <-done:
+		t.Fatalf("serve exited %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Contains(out, "[::]") || strings.Contains(out, "//0.0.0.0") {
+		t.Errorf("serve tells clients an address they cannot use:\n%s", out)
+	}
+	if !strings.Contains(out, "every interface") || !strings.Contains(out, "address:       http://") {
+		t.Errorf("serve on 0.0.0.0 printed:\n%s", out)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exited %d after a graceful stop; want 0", code)
+	}
+}
