@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Runtime is a language runtime for RunCode.
@@ -18,8 +19,9 @@ const (
 	Node   Runtime = "node"
 )
 
-// CodeOptions are RunCode's options. Stdin, when set, is the program's own
-// input (the code itself travels separately).
+// CodeOptions are RunCode's options; the zero value is valid. Apart from
+// Runtime and Args they mean what RunOptions' fields of the same names
+// mean.
 type CodeOptions struct {
 	// Runtime picks the interpreter; empty means the sandbox's default
 	// runtime, else DetectRuntime.
@@ -27,7 +29,22 @@ type CodeOptions struct {
 	// Args are the program's arguments (sys.argv[1:] in Python,
 	// process.argv.slice(2) in Node).
 	Args []string
-	RunOptions
+	// Env is added to (and overrides) the sandbox's environment.
+	Env map[string]string
+	// Dir is the working directory; relative to the sandbox's default one.
+	Dir string
+	// Stdin, when set, is the program's own input (the code itself
+	// travels separately).
+	Stdin io.Reader
+	// Timeout kills the program and all it started after this long; the
+	// result then has exit code 124 and the error matches ErrTimeout.
+	Timeout time.Duration
+	// Stdout and Stderr, when set, receive the output as it is printed
+	// (streaming), in addition to the Result.
+	Stdout, Stderr io.Writer
+	// MaxOutput caps each of Result.Stdout and Result.Stderr; 0 means
+	// DefaultMaxOutput, negative keeps nothing (the writers still get it).
+	MaxOutput int
 }
 
 // classifyBytes is how much of stderr RunCode keeps for itself to tell a
@@ -58,7 +75,8 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 	if rt == "" {
 		rt = DetectRuntime(code)
 	}
-	ro := opts.RunOptions
+	ro := RunOptions{Env: opts.Env, Dir: opts.Dir, Stdin: opts.Stdin, Timeout: opts.Timeout,
+		Stdout: opts.Stdout, Stderr: opts.Stderr, MaxOutput: opts.MaxOutput}
 	var argv []string
 	switch rt {
 	case Python:
@@ -73,7 +91,7 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 	onStdin := len(code) > maxArgCode
 	if onStdin {
 		if ro.Stdin != nil {
-			return nil, fmt.Errorf("compute: code of %d bytes is passed on stdin, so it cannot be combined with RunOptions.Stdin; write the input to a file instead", len(code))
+			return nil, fmt.Errorf("compute: code of %d bytes is passed on stdin, so it cannot be combined with CodeOptions.Stdin; write the input to a file instead", len(code))
 		}
 		argv = append(argv[:len(argv)-2], "-")
 		ro.Stdin = strings.NewReader(code)
@@ -86,9 +104,6 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 			argv = append(argv, "--", "-")
 		}
 		argv = append(argv, opts.Args...)
-	}
-	if ro.Background {
-		return nil, errors.New("compute: RunCode does not run in the background; use Start with python3 or node")
 	}
 	// Classification reads stderr, which the caller may be streaming away
 	// uncaptured: keep the start of it here.

@@ -393,8 +393,7 @@ func TestSandboxRefusesBadRequests(t *testing.T) {
 	}{
 		{"unknown runtime", "1", &compute.CodeOptions{Runtime: "ruby"}},
 		{"NUL in the code", "print(1)\x00", nil},
-		{"background", "print(1)", &compute.CodeOptions{RunOptions: compute.RunOptions{Background: true}}},
-		{"large code with stdin", "#" + strings.Repeat("x", 200<<10), &compute.CodeOptions{RunOptions: compute.RunOptions{Stdin: strings.NewReader("in")}}},
+		{"large code with stdin", "#" + strings.Repeat("x", 200<<10), &compute.CodeOptions{Stdin: strings.NewReader("in")}},
 	} {
 		if res, err := sb.RunCode(ctx, c.code, c.opts); err == nil {
 			t.Errorf("RunCode with %s = %+v, nil; want an error", c.name, res)

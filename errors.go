@@ -11,7 +11,9 @@ import (
 var (
 	// ErrNoProvider: no provider was configured.
 	ErrNoProvider = errors.New("compute: no provider configured: call compute.SetConfig(compute.Config{Provider: p}) or use compute.New")
-	// ErrNotFound: the sandbox (or file) does not exist or was destroyed.
+	// ErrNotFound: the sandbox does not exist (or was destroyed and is
+	// gone). A missing file is an *fs.PathError matching fs.ErrNotExist,
+	// as in package os.
 	ErrNotFound = errors.New("not found")
 	// ErrTimeout: a command or sandbox ran past its timeout and was killed.
 	ErrTimeout = errors.New("timed out")

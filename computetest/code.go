@@ -106,7 +106,7 @@ func (s *suite) testRunCode(t *testing.T) {
 		{"PythonUnicodePrint", py, `print("é 日本 😀")`, pyOpts, ok(py, "é 日本 😀\n")},
 		{"PythonLarge", py, "# " + bigComment + "\nprint('big ok')", pyOpts, ok(py, "big ok\n")},
 		{"PythonLargeSyntaxError", py, "# " + bigComment + "\nprint('big ok'", pyOpts, syntaxErr(py)},
-		{"PythonStdin", py, "import sys\nprint(sys.stdin.read().upper(), end='')", &compute.CodeOptions{Runtime: py, RunOptions: compute.RunOptions{Stdin: strings.NewReader("hello\nworld\n")}}, ok(py, "HELLO\nWORLD\n")},
+		{"PythonStdin", py, "import sys\nprint(sys.stdin.read().upper(), end='')", &compute.CodeOptions{Runtime: py, Stdin: strings.NewReader("hello\nworld\n")}, ok(py, "HELLO\nWORLD\n")},
 
 		{"PythonArgs", py, "import sys\nprint(sys.argv[1:])", &compute.CodeOptions{Runtime: py, Args: args}, ok(py, "['a b', '$x', '-v', '']\n")},
 		{"PythonLargeArgs", py, "# " + bigComment + "\nimport sys\nprint(sys.argv[1:])", &compute.CodeOptions{Runtime: py, Args: args}, ok(py, "['a b', '$x', '-v', '']\n")},
@@ -126,7 +126,7 @@ func (s *suite) testRunCode(t *testing.T) {
 		{"NodeArgs", node, "console.log(JSON.stringify(process.argv.slice(2)))", &compute.CodeOptions{Runtime: node, Args: args}, ok(node, `["a b","$x","-v",""]`+"\n")},
 		{"NodeLargeArgs", node, "// " + bigComment + "\nconsole.log(JSON.stringify(process.argv.slice(2)))", &compute.CodeOptions{Runtime: node, Args: args}, ok(node, `["a b","$x","-v",""]`+"\n")},
 		{"NodeStdin", node, "let d = ''; process.stdin.on('data', c => d += c); process.stdin.on('end', () => process.stdout.write(d.toUpperCase()));",
-			&compute.CodeOptions{Runtime: node, RunOptions: compute.RunOptions{Stdin: strings.NewReader("hello\nworld\n")}}, ok(node, "HELLO\nWORLD\n")},
+			&compute.CodeOptions{Runtime: node, Stdin: strings.NewReader("hello\nworld\n")}, ok(node, "HELLO\nWORLD\n")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -203,7 +203,7 @@ const t = setInterval(() => {
 				case <-ctx.Done():
 				}
 			}()
-			res, err := sb.RunCode(ctx, c.code, &compute.CodeOptions{Runtime: c.rt, RunOptions: compute.RunOptions{Stdout: w}})
+			res, err := sb.RunCode(ctx, c.code, &compute.CodeOptions{Runtime: c.rt, Stdout: w})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -445,3 +445,20 @@ echo marker > /proc/sysrq-trigger 2>/dev/null; true`)
 		}
 	}
 }
+
+// Threat: a huge command line (20 MB) from a caller made the sandbox look
+// dead ("not running"); it is the caller's error, E2BIG, and the sandbox
+// goes on.
+func TestHugeCommandLine(t *testing.T) {
+	sb := newSandbox(t, nil)
+	ctx := context.Background()
+	for _, n := range []int{200 << 10, 3 << 20, 20 << 20} {
+		_, err := sb.RunCommand(ctx, "echo", strings.Repeat("x", n))
+		if !errors.Is(err, syscall.E2BIG) {
+			t.Errorf("%d-byte argument: %v, want E2BIG", n, err)
+		}
+	}
+	if res, err := sb.RunCommand(ctx, "echo", "ok"); err != nil || res.Stdout != "ok\n" {
+		t.Fatalf("after huge command lines: %+v, %v", res, err)
+	}
+}

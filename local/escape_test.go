@@ -227,7 +227,7 @@ try:
             os.close(w); os.read(r, 1); os._exit(0)
         n += 1
 except OSError as e:
-    print("stopped after", n, e.strerror)`, &compute.CodeOptions{Runtime: compute.Python, RunOptions: compute.RunOptions{Timeout: time.Minute}})
+    print("stopped after", n, e.strerror)`, &compute.CodeOptions{Runtime: compute.Python, Timeout: time.Minute})
 	if err != nil || !strings.Contains(res.Stdout, "stopped after") {
 		t.Fatalf("fork bomb was not stopped: %+v %v", res, err)
 	}

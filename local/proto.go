@@ -110,7 +110,7 @@ func writeMsg(w io.Writer, v any) error {
 		return err
 	}
 	if len(b) > maxMessage {
-		return fmt.Errorf("message of %d bytes is over the %d byte limit", len(b), maxMessage)
+		return fmt.Errorf("%w: %d bytes, over the %d byte limit", errTooBig, len(b), maxMessage)
 	}
 	buf := make([]byte, 4+len(b))
 	binary.BigEndian.PutUint32(buf, uint32(len(b)))

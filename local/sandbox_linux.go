@@ -505,6 +505,11 @@ func (s *sandbox) begin(ctx context.Context, req *request, fds ...*os.File) (*op
 	}
 	if err := writeMsg(conn, req); err != nil {
 		conn.Close()
+		if errors.Is(err, errTooBig) {
+			// Arguments and environment far past what exec takes: the
+			// caller's mistake, not the sandbox's end.
+			return nil, fmt.Errorf("local: the request is too large for the sandbox (%v): %w", err, syscall.E2BIG)
+		}
 		return nil, s.stoppedErr()
 	}
 	return &op{conn: conn, r: bufio.NewReader(conn)}, nil

@@ -322,7 +322,7 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 			return nil, err
 		}
 		out := s.newOutput()
-		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: rt, RunOptions: out.options()})
+		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: rt, Stdout: &out.stdout, Stderr: &out.stderr, MaxOutput: -1})
 		if err != nil {
 			return nil, err
 		}

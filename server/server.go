@@ -163,7 +163,8 @@ type Options struct {
 	PreAuthTimeout time.Duration
 	// Logger receives one access-log record per request (Info; Warn for
 	// 5xx; Debug for a healthy health check) and the server's own events.
-	// Nil means slog.Default().
+	// Nil logs only warnings and errors, to slog.Default(): a library's
+	// server does not write a line per request unless asked to.
 	Logger *slog.Logger
 }
 
@@ -230,7 +231,7 @@ func New(p compute.Provider, opts Options) *Server {
 		opts.MaxFileBytes = DefaultMaxFileBytes
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(warnings{slog.Default().Handler()})
 	}
 	s := &Server{
 		opts:         opts,
@@ -784,3 +785,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
 }
+
+// warnings passes on a handler's records of level Warn and above only.
+type warnings struct{ slog.Handler }
+
+func (w warnings) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnings) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warnings{w.Handler.WithAttrs(attrs)}
+}
+
+func (w warnings) WithGroup(name string) slog.Handler { return warnings{w.Handler.WithGroup(name)} }

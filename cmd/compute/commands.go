@@ -324,14 +324,12 @@ func (a *app) runCode(ctx context.Context, f *runFlags, haveCode bool, args []st
 		return usagef("--project goes with a FILE to run")
 	}
 	opts := &compute.CodeOptions{
-		Runtime: rt,
-		Args:    progArgs,
-		RunOptions: compute.RunOptions{
-			Timeout:   f.common.timeout,
-			Stdout:    a.stdout,
-			Stderr:    a.stderr,
-			MaxOutput: codeOutputCap,
-		},
+		Runtime:   rt,
+		Args:      progArgs,
+		Timeout:   f.common.timeout,
+		Stdout:    a.stdout,
+		Stderr:    a.stderr,
+		MaxOutput: codeOutputCap,
 	}
 	if f.stdin {
 		opts.Stdin = a.stdin

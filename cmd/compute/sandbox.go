@@ -502,6 +502,9 @@ func (a *app) sandboxExec(ctx context.Context, f *sandboxExecFlags, id string, a
 	if err != nil {
 		return err
 	}
+	// After a signal, a provider that stops answering cannot keep the CLI
+	// alive (the sandbox itself stays: it was not made here).
+	defer a.exitIfStuck(ctx, func() string { return "" })()
 	return a.withProvider(&f.sf, func(_ provider, c *compute.Compute) error {
 		sb, err := c.Get(ctx, id)
 		if err != nil {

@@ -112,8 +112,8 @@ func process(ctx context.Context, task string, seed int) (taskResult, error) {
 	}
 
 	res, err := sb.RunCode(ctx, analyze, &compute.CodeOptions{
-		Runtime:    compute.Python,
-		RunOptions: compute.RunOptions{Env: map[string]string{"TASK_FILE": task}},
+		Runtime: compute.Python,
+		Env:     map[string]string{"TASK_FILE": task},
 	})
 	if err != nil {
 		return taskResult{}, err
