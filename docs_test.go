@@ -361,7 +361,11 @@ func hostPaths(args []string) []string {
 			}
 			if i+1 < len(args) {
 				i++
-				if computeHostPathFlags[name] || (name == "--dir" && slices.Equal(sub, []string{"run"})) {
+				inRun := slices.Equal(sub, []string{"run"})
+				if inRun && (name == "-c" || name == "--code") {
+					return paths // the program is the code; what follows is its arguments
+				}
+				if computeHostPathFlags[name] || (name == "--project" && inRun && args[i] != "none") {
 					paths = append(paths, args[i])
 				}
 			}

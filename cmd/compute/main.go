@@ -1,6 +1,6 @@
 // Command compute runs code and commands in fresh sandboxes.
 //
-//	compute run hello.py
+//	compute run examples/hello.py
 //	compute run -c 'console.log(1 + 1)'
 //	compute exec --env NAME=world -- sh -c 'echo hello $NAME'
 //
@@ -206,7 +206,7 @@ do) or when the sandbox itself failed; 2 for usage errors; 124 when
 interrupted by Ctrl-C, 143 by SIGTERM. After a signal, run and exec clean
 up (kill the program, destroy the sandbox) for at most 5 seconds, then
 exit anyway; a second signal exits at once.`,
-		Example: `  compute run hello.py
+		Example: `  compute run examples/hello.py
   compute run -c 'print(2 ** 100)'
   compute exec -- ls -la /
   compute version`,
