@@ -306,7 +306,7 @@ func commandSegments(words []string) [][]string {
 		switch {
 		case w == ">" || w == ">>" || w == "<" || w == ">&" || w == "<<":
 			i++ // the target
-		case strings.Trim(w, "|&;()`$(") == "" && w != "":
+		case strings.Trim(w, "|&;()`$") == "" && w != "":
 			if len(cur) > 0 {
 				segs = append(segs, cur)
 			}
