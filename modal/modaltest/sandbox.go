@@ -417,6 +417,13 @@ func (sb *sandbox) start(ctx context.Context) error {
 		sb.mu.Unlock()
 		s.goBackground(func() {
 			<-p.done
+			if s.ctx.Err() != nil {
+				// The server is closing, which is what killed the command:
+				// the sandbox was terminated, whichever of the two ends
+				// gets here first.
+				sb.finish(terminatedResult(), statusTerminated)
+				return
+			}
 			res := pb.GenericResult_builder{Status: pb.GenericResult_GENERIC_STATUS_SUCCESS, Exitcode: int32(p.code)}
 			if p.code != 0 {
 				res.Status = pb.GenericResult_GENERIC_STATUS_FAILURE
