@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	modalsdk "github.com/modal-labs/modal-client/go"
 	pb "github.com/modal-labs/modal-client/go/proto/modal_proto"
@@ -146,6 +147,14 @@ func wrapErr(op, id string, err error) error {
 // ctxErr returns ctx's error when err came from ctx being done (the SDK
 // reports that as a gRPC status), else err.
 func ctxErr(ctx context.Context, err error) error {
+	if _, ok := ctx.Deadline(); ok && err != nil && ctx.Err() == nil && status.Code(err) == codes.DeadlineExceeded {
+		// gRPC's own timer for the context's deadline can fire a moment
+		// before the context reports it: give the context that moment.
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil && ctx.Err() != nil {
 		switch status.Code(err) {
 		case codes.Canceled, codes.DeadlineExceeded:
