@@ -13,13 +13,33 @@ import (
 // served is a "compute serve" running in this process.
 type served struct {
 	url    string
+	stdout *syncBuffer
 	stderr *syncBuffer
 	stop   func() int
 }
 
-// startServe runs "compute serve ARGS" until the test ends (or stop) and
-// returns the URL it printed.
+// startServe runs "compute serve --addr 127.0.0.1:0 ARGS" until the test
+// ends (or stop) and returns the URL it printed.
 func startServe(t *testing.T, args ...string) *served {
+	t.Helper()
+	s := startServeAt(t, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+	first, _, _ := strings.Cut(s.stdout.String(), "\n")
+	url, ok := strings.CutPrefix(first, "listening on ")
+	if !ok {
+		t.Fatalf("first line %q; want \"listening on URL\"", first)
+	}
+	s.url = url
+	for _, want := range []string{"seed protocol: POST " + url + "/api/compute", "OpenAPI:       GET  " + url + "/api/compute/openapi.json"} {
+		if !strings.Contains(s.stdout.String(), want) {
+			t.Errorf("compute serve printed %q; want it to say %q", s.stdout.String(), want)
+		}
+	}
+	return s
+}
+
+// startServeAt runs "compute serve ARGS" until the test ends (or stop),
+// once it has printed where it listens.
+func startServeAt(t *testing.T, args ...string) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
@@ -32,7 +52,7 @@ func startServe(t *testing.T, args ...string) *served {
 	}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), strings.NewReader(""), &stdout, &stderr)
+		done <- run(ctx, append([]string{"serve"}, args...), strings.NewReader(""), &stdout, &stderr)
 	}()
 	select {
 	case <-printed:
@@ -43,19 +63,9 @@ func startServe(t *testing.T, args ...string) *served {
 		cancel()
 		t.Fatalf("compute serve printed nothing in a minute; stderr:\n%s", stderr.String())
 	}
-	first, _, _ := strings.Cut(stdout.String(), "\n")
-	url, ok := strings.CutPrefix(first, "listening on ")
-	if !ok {
-		t.Fatalf("first line %q; want \"listening on URL\"", first)
-	}
-	for _, want := range []string{"seed protocol: POST " + url + "/api/compute", "OpenAPI:       GET  " + url + "/api/compute/openapi.json"} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("compute serve printed %q; want it to say %q", stdout.String(), want)
-		}
-	}
 	var code int
 	var stopOnce sync.Once
-	s := &served{url: url, stderr: &stderr, stop: func() int {
+	s := &served{stdout: &stdout, stderr: &stderr, stop: func() int {
 		stopOnce.Do(func() {
 			cancel()
 			code = <-done
@@ -221,37 +231,19 @@ func TestServeChecksTLSFirst(t *testing.T) {
 	}
 }
 
-// A server on every interface prints an address clients can use.
+// A server on every interface prints an address clients can use, and a
+// graceful stop exits 0.
 func TestServeAllInterfacesAddress(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	printed := make(chan struct{})
-	var once sync.Once
-	stdout.onWrite = func() {
-		if strings.Contains(stdout.String(), "clients:") {
-			once.Do(func() { close(printed) })
-		}
-	}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--addr", "0.0.0.0:0", "--token", "a-long-enough-test-token"}, strings.NewReader(""), &stdout, &stderr)
-	}()
-	select {
-	case <-printed:
-	case code := <-done:
-		t.Fatalf("serve exited %d: %s", code, stderr.String())
-	}
-	out := stdout.String()
+	s := startServeAt(t, "--addr", "0.0.0.0:0", "--token", "a-long-enough-test-token")
+	out := s.stdout.String()
 	if strings.Contains(out, "[::]") || strings.Contains(out, "//0.0.0.0") {
 		t.Errorf("serve tells clients an address they cannot use:\n%s", out)
 	}
 	if !strings.Contains(out, "every interface") || !strings.Contains(out, "address:       http://") {
 		t.Errorf("serve on 0.0.0.0 printed:\n%s", out)
 	}
-	cancel()
-	if code := <-done; code != 0 {
+	if code := s.stop(); code != 0 {
 		t.Errorf("serve exited %d after a graceful stop; want 0", code)
 	}
 }
