@@ -7,90 +7,16 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/computesdk-go/compute"
-	"github.com/computesdk-go/compute/local"
 )
-
-// One local provider serves the tests of this package.
-var (
-	localP   *local.Provider
-	localErr error
-)
-
-func TestMain(m *testing.M) {
-	localP, localErr = local.New(local.Options{})
-	code := m.Run()
-	if localP != nil {
-		localP.Close()
-	}
-	os.Exit(code)
-}
-
-func localProvider(t *testing.T) *local.Provider {
-	t.Helper()
-	if localErr != nil {
-		t.Skipf("skipped: the local provider cannot run here: %v", localErr)
-	}
-	return localP
-}
 
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// fake is a provider that cannot create sandboxes and knows none.
-type fake struct {
-	name      string
-	createErr error // nil means a generic failure
-	getErr    error // nil means ErrNotFound
-	listErr   error
-	creates   atomic.Int32
-}
-
-func (f *fake) Name() string { return f.name }
-
-func (f *fake) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
-	f.creates.Add(1)
-	if f.createErr != nil {
-		return nil, f.createErr
-	}
-	return nil, fmt.Errorf("%s: cannot create sandboxes", f.name)
-}
-
-func (f *fake) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
-	if f.getErr != nil {
-		return nil, f.getErr
-	}
-	return nil, fmt.Errorf("%s: sandbox %q: %w", f.name, id, compute.ErrNotFound)
-}
-
-func (f *fake) List(ctx context.Context) ([]compute.ProviderSandbox, error) { return nil, f.listErr }
-
-func (f *fake) Destroy(ctx context.Context, id string) error { return nil }
-
-// counting wraps a provider, renames it and counts its creates.
-type counting struct {
-	compute.Provider
-	name    string
-	creates atomic.Int32
-}
-
-func (c *counting) Name() string {
-	if c.name != "" {
-		return c.name
-	}
-	return c.Provider.Name()
-}
-
-func (c *counting) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
-	c.creates.Add(1)
-	return c.Provider.Create(ctx, opts)
 }
 
 func create(t *testing.T, ctx context.Context, c *compute.Compute, opts *compute.CreateOptions) *compute.Sandbox {
@@ -128,7 +54,7 @@ func check(t *testing.T, op string, err, want error) {
 }
 
 func TestPackageLevel(t *testing.T) {
-	p := localProvider(t)
+	p := newFake("fake")
 	ctx := testContext(t)
 	t.Cleanup(func() { compute.SetConfig(compute.Config{}) })
 
@@ -143,15 +69,15 @@ func TestPackageLevel(t *testing.T) {
 
 	compute.SetConfig(compute.Config{Provider: p})
 	if d := compute.Default(); d == nil || len(d.Providers()) != 1 || d.Providers()[0] != compute.Provider(p) {
-		t.Fatalf("Default() after SetConfig = %v; want a Compute with the local provider", d)
+		t.Fatalf("Default() after SetConfig = %v; want a Compute with the fake provider", d)
 	}
 	sb, err := compute.Create(ctx, &compute.CreateOptions{Name: "package-level"})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	t.Cleanup(func() { sb.Destroy(context.Background()) })
-	if sb.Provider() != "local" {
-		t.Errorf("Provider() = %q; want local", sb.Provider())
+	if sb.Provider() != "fake" || p.creates.Load() != 1 {
+		t.Errorf("Provider() = %q after %d creates of the fake; want fake after 1", sb.Provider(), p.creates.Load())
 	}
 	got, err := compute.Get(ctx, sb.ID())
 	if err != nil || got.ID() != sb.ID() {
@@ -165,11 +91,14 @@ func TestPackageLevel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
-	if !slices.ContainsFunc(list, func(s *compute.Sandbox) bool { return s.ID() == sb.ID() }) {
-		t.Errorf("List() does not hold %q", sb.ID())
+	if len(list) != 1 || list[0].ID() != sb.ID() {
+		t.Errorf("List() = %v; want just %q", list, sb.ID())
 	}
 	if err := compute.Destroy(ctx, sb.ID()); err != nil {
 		t.Errorf("Destroy: %v", err)
+	}
+	if n := p.live(); n != 0 {
+		t.Errorf("the provider holds %d sandboxes after Destroy; want 0", n)
 	}
 	_, err = compute.Get(ctx, sb.ID())
 	check(t, "Get after Destroy", err, compute.ErrNotFound)
@@ -179,8 +108,8 @@ func TestPackageLevel(t *testing.T) {
 }
 
 func TestProviderByName(t *testing.T) {
-	p := &counting{Provider: localProvider(t)}
-	other := &fake{name: "fake"}
+	p := newFake("good")
+	other := failing("broken", errors.New("broken: cannot create sandboxes"))
 	ctx := testContext(t)
 	c := compute.New(compute.Config{Provider: p, Providers: []compute.Provider{other}})
 
@@ -188,7 +117,7 @@ func TestProviderByName(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Create with Provider %q: nil error; want one naming the configured providers", "nope")
 	}
-	for _, want := range []string{`"nope"`, "local", "fake"} {
+	for _, want := range []string{`"nope"`, "good", "broken"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Create with an unknown provider: error %q; want it to mention %s", err, want)
 		}
@@ -198,23 +127,25 @@ func TestProviderByName(t *testing.T) {
 	}
 
 	// Naming a provider uses it alone: no fallback to another.
-	_, err = c.Create(ctx, &compute.CreateOptions{Provider: "fake"})
-	if err == nil || !strings.Contains(err.Error(), "fake: cannot create") {
-		t.Errorf("Create with Provider fake: error %v; want fake's own error", err)
+	_, err = c.Create(ctx, &compute.CreateOptions{Provider: "broken"})
+	if err == nil || !strings.Contains(err.Error(), "broken: cannot create") {
+		t.Errorf("Create with Provider broken: error %v; want broken's own error", err)
 	}
 	if n := p.creates.Load(); n != 0 {
-		t.Errorf("Create with Provider fake fell back to local (%d creates); want no fallback", n)
+		t.Errorf("Create with Provider broken fell back to good (%d creates); want no fallback", n)
 	}
-	sb := create(t, ctx, c, &compute.CreateOptions{Provider: "local"})
-	if sb.Provider() != "local" {
-		t.Errorf("Create with Provider local: Provider() = %q", sb.Provider())
+	sb := create(t, ctx, c, &compute.CreateOptions{Provider: "good"})
+	if sb.Provider() != "good" || p.live() != 1 {
+		t.Errorf("Create with Provider good: Provider() = %q, good holds %d sandboxes; want good, 1", sb.Provider(), p.live())
 	}
 }
 
 func TestGetUnknown(t *testing.T) {
-	c := compute.New(compute.Config{Provider: localProvider(t)})
+	p := newFake("fake")
+	c := compute.New(compute.Config{Provider: p})
 	ctx := testContext(t)
-	for _, id := range []string{"lsb-nosuchsandbox", "", "../etc"} {
+	create(t, ctx, c, nil) // a sandbox that exists, so Get has something to miss
+	for _, id := range []string{"fake-nosuchsandbox", "", "../etc"} {
 		sb, err := c.Get(ctx, id)
 		if !errors.Is(err, compute.ErrNotFound) || sb != nil {
 			t.Errorf("Get(%q) = %v, %v; want nil and an error matching ErrNotFound", id, sb, err)
@@ -223,13 +154,9 @@ func TestGetUnknown(t *testing.T) {
 }
 
 func TestBadCreateOptions(t *testing.T) {
-	p := &counting{Provider: localProvider(t)}
+	p := newFake("fake")
 	c := compute.New(compute.Config{Provider: p})
 	ctx := testContext(t)
-	before, err := c.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, opts := range []compute.CreateOptions{
 		{Timeout: -time.Second},
 		{Env: map[string]string{"A=B": "x"}},
@@ -252,31 +179,32 @@ func TestBadCreateOptions(t *testing.T) {
 	if n := p.creates.Load(); n != 0 {
 		t.Errorf("bad options reached the provider's Create %d times; want 0", n)
 	}
-	after, err := c.List(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if n := p.live(); n != 0 {
+		t.Errorf("the provider holds %d sandboxes after bad creates; want none created", n)
 	}
-	if len(after) > len(before) {
-		t.Errorf("List() has %d sandboxes after bad creates, %d before; want none created", len(after), len(before))
-	}
+	// The same Compute still creates with good options.
+	create(t, ctx, c, &compute.CreateOptions{Env: map[string]string{"A": "B"}, NetworkAllow: []string{"example.com:443"}})
 }
 
 func TestFallback(t *testing.T) {
-	p := localProvider(t)
+	p := newFake("good")
 	ctx := testContext(t)
 
-	full := &fake{name: "full", createErr: fmt.Errorf("full: %w", compute.ErrQuotaExceeded)}
+	full := failing("full", fmt.Errorf("full: %w", compute.ErrQuotaExceeded))
 	c := compute.New(compute.Config{Provider: full, Providers: []compute.Provider{p}})
 	sb := create(t, ctx, c, nil)
-	if sb.Provider() != "local" || full.creates.Load() != 1 {
-		t.Errorf("Create fell back to %q after %d tries of full; want local after 1", sb.Provider(), full.creates.Load())
+	if sb.Provider() != "good" || full.creates.Load() != 1 || p.creates.Load() != 1 {
+		t.Errorf("Create fell back to %q after %d tries of full (%d of good); want good after 1 (1)", sb.Provider(), full.creates.Load(), p.creates.Load())
 	}
 
 	c = compute.New(compute.Config{Provider: full, Providers: []compute.Provider{p}, NoFallback: true})
 	_, err := c.Create(ctx, nil)
 	check(t, "Create with NoFallback", err, compute.ErrQuotaExceeded)
+	if n := p.creates.Load(); n != 1 {
+		t.Errorf("Create with NoFallback reached the second provider (%d creates); want it untried", n-1)
+	}
 
-	denied := &fake{name: "denied", createErr: fmt.Errorf("denied: %w", compute.ErrAuthentication)}
+	denied := failing("denied", fmt.Errorf("denied: %w", compute.ErrAuthentication))
 	c = compute.New(compute.Config{Provider: full, Providers: []compute.Provider{denied}})
 	_, err = c.Create(ctx, nil)
 	check(t, "Create when every provider fails", err, compute.ErrQuotaExceeded)
@@ -287,19 +215,30 @@ func TestFallback(t *testing.T) {
 	// A cancelled create does not move on to the next provider.
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	counted := &counting{Provider: p}
-	c = compute.New(compute.Config{Provider: &fake{name: "slow", createErr: context.Canceled}, Providers: []compute.Provider{counted}})
+	next := newFake("next")
+	c = compute.New(compute.Config{Provider: failing("slow", context.Canceled), Providers: []compute.Provider{next}})
 	_, err = c.Create(cancelled, nil)
 	check(t, "Create with a cancelled context", err, context.Canceled)
-	if counted.creates.Load() != 0 {
+	if next.creates.Load() != 0 {
 		t.Errorf("a cancelled Create went on to the next provider")
+	}
+
+	// Fallback is for Create only: a command that fails on the sandbox's
+	// provider is not run again elsewhere.
+	other := newFake("other")
+	c = compute.New(compute.Config{Provider: p, Providers: []compute.Provider{other}})
+	sb = create(t, ctx, c, nil)
+	res, err := sb.RunCommand(ctx, "no-such-program")
+	if err != nil || res.ExitCode != compute.ExitCodeNotFound {
+		t.Errorf("RunCommand of a missing program = %+v, %v; want exit code %d", res, err, compute.ExitCodeNotFound)
+	}
+	if other.starts.Load() != 0 || other.creates.Load() != 0 {
+		t.Errorf("a failed command reached another provider (%d starts, %d creates); want none", other.starts.Load(), other.creates.Load())
 	}
 }
 
 func TestStrategy(t *testing.T) {
-	p := localProvider(t)
 	ctx := testContext(t)
-	a, b := &counting{Provider: p, name: "a"}, &counting{Provider: p, name: "b"}
 	for _, c := range []struct {
 		strategy compute.Strategy
 		want     []string
@@ -308,6 +247,7 @@ func TestStrategy(t *testing.T) {
 		{compute.Priority, []string{"a", "a", "a", "a"}},
 		{compute.RoundRobin, []string{"a", "b", "a", "b"}},
 	} {
+		a, b := newFake("a"), newFake("b")
 		cc := compute.New(compute.Config{Provider: a, Providers: []compute.Provider{b}, Strategy: c.strategy})
 		var got []string
 		for range c.want {
@@ -316,57 +256,123 @@ func TestStrategy(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("strategy %q created on %q; want %q", c.strategy, got, c.want)
 		}
+		// Provider() is the name of the provider that really holds it.
+		if n := a.live() + b.live(); n != len(c.want) {
+			t.Errorf("strategy %q: the providers hold %d sandboxes; want %d", c.strategy, n, len(c.want))
+		}
+	}
+
+	// Round-robin moves on past a failing provider and keeps turning.
+	down := failing("down", errors.New("down"))
+	up := newFake("up")
+	cc := compute.New(compute.Config{Provider: down, Providers: []compute.Provider{up}, Strategy: compute.RoundRobin})
+	for i := range 4 {
+		if sb := create(t, ctx, cc, nil); sb.Provider() != "up" {
+			t.Errorf("round-robin create %d on %q; want up", i, sb.Provider())
+		}
+	}
+	if n := down.creates.Load(); n != 2 {
+		t.Errorf("round-robin tried the failing provider %d times in 4 creates; want 2 (every other one starts there)", n)
 	}
 }
 
 func TestAffinity(t *testing.T) {
-	p := localProvider(t)
+	p := newFake("good")
 	ctx := testContext(t)
-	flaky := &fake{name: "flaky", getErr: errors.New("flaky: get failed")}
+	flaky := failing("flaky", errors.New("flaky: cannot create"))
+	flaky.getErr = errors.New("flaky: get failed")
 	c := compute.New(compute.Config{Provider: flaky, Providers: []compute.Provider{p}})
-	sb := create(t, ctx, c, nil) // flaky cannot create: made by local
+	sb := create(t, ctx, c, nil) // flaky cannot create: made by good
 
 	// The Compute that made the sandbox asks its maker first, so flaky's
-	// failure does not get in the way.
+	// failure does not get in the way, and flaky is not asked at all.
 	got, err := c.Get(ctx, sb.ID())
-	if err != nil || got.ID() != sb.ID() || got.Provider() != "local" {
-		t.Errorf("Get(%q) from the creating Compute = %v, %v; want the local sandbox", sb.ID(), got, err)
+	if err != nil || got.ID() != sb.ID() || got.Provider() != "good" {
+		t.Errorf("Get(%q) from the creating Compute = %v, %v; want the good sandbox", sb.ID(), got, err)
 	}
+	if n := flaky.gets.Load(); n != 0 {
+		t.Errorf("Get from the creating Compute asked flaky %d times; want 0 (the maker first)", n)
+	}
+	// The sandbox from Get is the same one: a file written through it is
+	// seen through the first handle.
+	if err := got.Filesystem().WriteFile(ctx, "mark", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := sb.Filesystem().Exists(ctx, "mark"); !ok || err != nil {
+		t.Errorf("Exists through the created handle = %v, %v; want the file written through Get's", ok, err)
+	}
+
 	// Another Compute asks every provider in turn, passing over those that
 	// do not know the id.
-	other := compute.New(compute.Config{Provider: &fake{name: "other"}, Providers: []compute.Provider{p}})
+	other := compute.New(compute.Config{Provider: newFake("other"), Providers: []compute.Provider{p}})
 	got, err = other.Get(ctx, sb.ID())
-	if err != nil || got.Provider() != "local" {
-		t.Errorf("Get(%q) from another Compute = %v, %v; want the local sandbox", sb.ID(), got, err)
+	if err != nil || got.Provider() != "good" {
+		t.Errorf("Get(%q) from another Compute = %v, %v; want the good sandbox", sb.ID(), got, err)
 	}
+	// A provider that fails to look up (not "not found") stops Get: the
+	// sandbox may be its, so the error is not hidden.
+	unsure := compute.New(compute.Config{Provider: flaky, Providers: []compute.Provider{p}})
+	if _, err := unsure.Get(ctx, sb.ID()); err == nil || !strings.Contains(err.Error(), "flaky: get failed") {
+		t.Errorf("Get through a Compute that did not make it, flaky first: %v; want flaky's error", err)
+	}
+
 	if err := other.Destroy(ctx, sb.ID()); err != nil {
 		t.Errorf("Destroy from another Compute: %v", err)
 	}
+	if n := p.live(); n != 0 {
+		t.Errorf("good holds %d sandboxes after Destroy from another Compute; want 0", n)
+	}
 	_, err = other.Get(ctx, sb.ID())
 	check(t, "Get after Destroy", err, compute.ErrNotFound)
+	// The creating Compute asks the maker, which says it is gone: flaky's
+	// failure is not reported for an id that was never flaky's.
+	_, err = c.Get(ctx, sb.ID())
+	check(t, "Get after Destroy from the creating Compute", err, compute.ErrNotFound)
 }
 
 func TestListNamesFailingProvider(t *testing.T) {
-	p := localProvider(t)
 	ctx := testContext(t)
-	c := compute.New(compute.Config{Provider: p, Providers: []compute.Provider{&fake{name: "broken", listErr: errors.New("boom")}}})
+	broken := newFake("broken")
+	broken.listErr = errors.New("boom")
+	c := compute.New(compute.Config{Provider: newFake("good"), Providers: []compute.Provider{broken}})
 	_, err := c.List(ctx)
 	if err == nil || !strings.Contains(err.Error(), "broken") || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("List with a failing provider: error %v; want one naming broken and its error", err)
 	}
 }
 
+func TestListEveryProvider(t *testing.T) {
+	ctx := testContext(t)
+	a, b := newFake("a"), newFake("b")
+	c := compute.New(compute.Config{Provider: a, Providers: []compute.Provider{b}, Strategy: compute.RoundRobin})
+	want := []string{create(t, ctx, c, nil).ID(), create(t, ctx, c, nil).ID(), create(t, ctx, c, nil).ID()}
+	list, err := c.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, sb := range list {
+		got = append(got, sb.ID())
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("List() = %q; want %q (both providers' sandboxes)", got, want)
+	}
+}
+
 func TestDuplicateProviders(t *testing.T) {
-	p := localProvider(t)
-	c := compute.New(compute.Config{Provider: p, Providers: []compute.Provider{p, nil, &counting{Provider: p}}})
+	p := newFake("fake")
+	c := compute.New(compute.Config{Provider: p, Providers: []compute.Provider{p, nil, newFake("fake")}})
 	if got := c.Providers(); len(got) != 1 || got[0] != compute.Provider(p) {
-		t.Errorf("Providers() = %v; want the local provider once", got)
+		t.Errorf("Providers() = %v; want the first fake once", got)
 	}
 }
 
 func TestSandboxRefusesBadRequests(t *testing.T) {
 	ctx := testContext(t)
-	sb := create(t, ctx, compute.New(compute.Config{Provider: localProvider(t)}), nil)
+	p := newFake("fake")
+	sb := create(t, ctx, compute.New(compute.Config{Provider: p}), nil)
 	for _, c := range []struct {
 		name string
 		argv []string
@@ -411,20 +417,23 @@ func TestSandboxRefusesBadRequests(t *testing.T) {
 	if _, err := withStdout.Output(); err == nil {
 		t.Errorf("Output with Stdout already set: nil error; want an error")
 	}
+	if n := p.starts.Load(); n != 0 {
+		t.Errorf("bad requests reached the provider's Start %d times; want 0", n)
+	}
 }
 
 // Optional abilities a provider lacks are ErrUnsupported, never a panic
 // or a silent no-op.
 func TestOptionalAbilitiesUnsupported(t *testing.T) {
 	ctx := testContext(t)
-	sb := create(t, ctx, compute.New(compute.Config{Provider: localProvider(t)}), nil)
+	sb := create(t, ctx, compute.New(compute.Config{Provider: newFake("fake")}), nil)
 	if _, err := sb.URL(ctx, 8080); !errors.Is(err, compute.ErrUnsupported) {
-		t.Errorf("URL on local: want ErrUnsupported, got %v", err)
+		t.Errorf("URL on a provider without URLProvider: want ErrUnsupported, got %v", err)
 	}
 	if _, err := sb.URL(ctx, 0); err == nil || errors.Is(err, compute.ErrUnsupported) {
 		t.Errorf("URL(0): want an invalid-port error, got %v", err)
 	}
 	if _, err := sb.Snapshot(ctx); !errors.Is(err, compute.ErrUnsupported) {
-		t.Errorf("Snapshot on local: want ErrUnsupported, got %v", err)
+		t.Errorf("Snapshot on a provider without Snapshotter: want ErrUnsupported, got %v", err)
 	}
 }

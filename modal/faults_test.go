@@ -241,13 +241,56 @@ func TestFaultsBrokenStreams(t *testing.T) {
 	}
 }
 
-// Latency on every call: everything works, only slower.
+// Latency on every call: everything works, only slower. The test checks
+// that it was slower, by at least the injected latency, so that it fails
+// if the injection does nothing; it sets no upper limit.
 func TestFaultsLatency(t *testing.T) {
 	t.Parallel()
-	srv, p := emulator(t, modaltest.Options{Latency: 20 * time.Millisecond}, modal.Config{})
+	const latency, stdioDelay = 20 * time.Millisecond, 10 * time.Millisecond
+	srv, p := emulator(t, modaltest.Options{Latency: latency}, modal.Config{})
 	ctx := testContext(t)
-	srv.Inject("TaskExecStdioRead", modaltest.Fault{Delay: 10 * time.Millisecond, MaxDelay: 80 * time.Millisecond})
-	workload(t, ctx, compute.New(compute.Config{Provider: p}))
+	srv.Inject("TaskExecStdioRead", modaltest.Fault{Delay: stdioDelay, MaxDelay: 80 * time.Millisecond})
+	c := compute.New(compute.Config{Provider: p})
+	workload(t, ctx, c)
+
+	// Seen from the client: a command's output comes through at least one
+	// TaskExecStdioRead, which is delayed by both.
+	sb, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.WithoutCancel(ctx))
+	start := time.Now()
+	res, err := sb.RunCommand(ctx, "echo", "slow")
+	elapsed := time.Since(start)
+	if err != nil || res.Stdout != "slow\n" {
+		t.Fatalf("RunCommand = %+v, %v", res, err)
+	}
+	if elapsed < latency+stdioDelay {
+		t.Errorf("RunCommand took %v; want at least the injected %v + %v", elapsed, latency, stdioDelay)
+	}
+
+	// Seen from the server: every call that ran to success waited the
+	// latency, and every successful TaskExecStdioRead the fault's delay too.
+	// (A call the client cancelled while it waited may end sooner.)
+	var ok, reads int
+	for _, call := range srv.Calls() {
+		if call.Code != codes.OK || call.Duration == 0 { // failed, or still running
+			continue
+		}
+		ok++
+		want := latency
+		if call.Method == "TaskExecStdioRead" {
+			reads++
+			want += stdioDelay
+		}
+		if call.Duration < want {
+			t.Errorf("%s took %v on the server; want at least the injected %v", call.Method, call.Duration, want)
+		}
+	}
+	if ok < 10 || reads == 0 {
+		t.Errorf("%d successful calls, %d of them TaskExecStdioRead; want the workload's calls (at least 10, with reads)", ok, reads)
+	}
 }
 
 // A permanent failure is not retried into a success, and says what it is.

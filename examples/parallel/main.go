@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 
@@ -50,13 +51,13 @@ type taskResult struct {
 }
 
 func main() {
-	if err := run(context.Background()); err != nil {
+	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "parallel:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, out io.Writer) error {
 	p, err := local.New(local.Options{})
 	if err != nil {
 		return err
@@ -84,9 +85,20 @@ func run(ctx context.Context) error {
 	}
 
 	for _, r := range results {
-		fmt.Printf("Task %s: mean=%.2f std=%.2f min=%.2f max=%.2f count=%d\n", r.Task, r.Mean, r.Std, r.Min, r.Max, r.Count)
+		fmt.Fprintf(out, "Task %s: mean=%.2f std=%.2f min=%.2f max=%.2f count=%d\n", r.Task, r.Mean, r.Std, r.Min, r.Max, r.Count)
 	}
 	return nil
+}
+
+// taskValues makes a task's data: 1000 values around a mean that differs
+// per task.
+func taskValues(seed int) []float64 {
+	rng := rand.New(rand.NewPCG(uint64(seed), 42))
+	values := make([]float64, 1000)
+	for i := range values {
+		values[i] = 10*float64(seed+1) + rng.NormFloat64()*float64(seed+1)
+	}
+	return values
 }
 
 // process runs one task in a sandbox of its own.
@@ -97,13 +109,7 @@ func process(ctx context.Context, task string, seed int) (taskResult, error) {
 	}
 	defer sb.Destroy(context.Background())
 
-	// Make the task's data: 1000 values around a mean that differs per task.
-	rng := rand.New(rand.NewPCG(uint64(seed), 42))
-	values := make([]float64, 1000)
-	for i := range values {
-		values[i] = 10*float64(seed+1) + rng.NormFloat64()*float64(seed+1)
-	}
-	data, err := json.Marshal(map[string]any{"values": values})
+	data, err := json.Marshal(map[string]any{"values": taskValues(seed)})
 	if err != nil {
 		return taskResult{}, err
 	}

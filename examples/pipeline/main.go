@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -68,13 +69,13 @@ sys.exit(result.returncode)
 `
 
 func main() {
-	if err := run(context.Background()); err != nil {
+	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, out io.Writer) error {
 	p, err := local.New(local.Options{})
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Print(res.Stdout)
+	fmt.Fprint(out, res.Stdout)
 	if res.ExitCode != 0 {
 		return fmt.Errorf("training failed with exit code %d: %s", res.ExitCode, res.Stderr)
 	}
@@ -126,7 +127,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("Model saved:", saved)
+	fmt.Fprintln(out, "Model saved:", saved)
 	if !saved {
 		return fmt.Errorf("no model file")
 	}
@@ -138,7 +139,7 @@ func run(ctx context.Context) error {
 	if err := json.Unmarshal(data, &model); err != nil {
 		return fmt.Errorf("model.json: %w", err)
 	}
-	fmt.Printf("Model: y = %.2fx + %.2f (loss %.4f)\n", model.W, model.B, model.Loss)
+	fmt.Fprintf(out, "Model: y = %.2fx + %.2f (loss %.4f)\n", model.W, model.B, model.Loss)
 	if model.W < 2.8 || model.W > 3.2 || model.B < 1.8 || model.B > 2.2 {
 		return fmt.Errorf("the model did not learn y = 3x + 2")
 	}

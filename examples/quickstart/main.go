@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -16,13 +17,13 @@ import (
 )
 
 func main() {
-	if err := run(context.Background()); err != nil {
+	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, out io.Writer) error {
 	// The local provider runs sandboxes on this machine. Close destroys
 	// any sandbox still running.
 	p, err := local.New(local.Options{})
@@ -39,7 +40,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer compute.Destroy(context.Background(), sb.ID())
-	fmt.Printf("sandbox %s on %s\n", sb.ID(), sb.Provider())
+	fmt.Fprintf(out, "sandbox %s on %s\n", sb.ID(), sb.Provider())
 
 	// Run Python code. The runtime is detected from the code: this is
 	// Python. A non-zero exit is in res.ExitCode, not an error.
@@ -54,21 +55,21 @@ print(f"mean={statistics.mean(data):.2f} stdev={statistics.stdev(data):.2f}")
 	if err := check("RunCode", res, err); err != nil {
 		return err
 	}
-	fmt.Print(res.Stdout)
+	fmt.Fprint(out, res.Stdout)
 
 	// And Node.js, detected from console.log, const and =>.
 	res, err = sb.RunCode(ctx, `const xs = [1, 2, 3]; console.log("Node.js", process.version, xs.map(x => x * x))`, nil)
 	if err := check("RunCode", res, err); err != nil {
 		return err
 	}
-	fmt.Print(res.Stdout)
+	fmt.Fprint(out, res.Stdout)
 
 	// Run a command: a program and its arguments, no shell.
 	res, err = sb.RunCommand(ctx, "uname", "-s", "-m")
 	if err := check("RunCommand", res, err); err != nil {
 		return err
 	}
-	fmt.Print("uname: ", res.Stdout)
+	fmt.Fprint(out, "uname: ", res.Stdout)
 
 	// The filesystem: paths are the sandbox's own, relative ones are in its
 	// working directory.
@@ -99,13 +100,13 @@ print(f"mean={statistics.mean(data):.2f} stdev={statistics.stdev(data):.2f}")
 			names = append(names, fmt.Sprintf("%s (%d bytes)", e.Name, e.Size))
 		}
 	}
-	fmt.Println("app/:", strings.Join(names, ", "))
+	fmt.Fprintln(out, "app/:", strings.Join(names, ", "))
 
 	res, err = sb.RunCommand(ctx, "python3", "app/main.py")
 	if err := check("RunCommand", res, err); err != nil {
 		return err
 	}
-	fmt.Print(res.Stdout)
+	fmt.Fprint(out, res.Stdout)
 
 	if err := fsys.Remove(ctx, "app/main.py"); err != nil {
 		return err
@@ -114,13 +115,13 @@ print(f"mean={statistics.mean(data):.2f} stdev={statistics.stdev(data):.2f}")
 	if err != nil {
 		return err
 	}
-	fmt.Println("app/main.py exists after Remove:", exists)
+	fmt.Fprintln(out, "app/main.py exists after Remove:", exists)
 
 	info, err := sb.Info(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("info: id=%s provider=%s status=%s\n", info.ID, info.Provider, info.Status)
+	fmt.Fprintf(out, "info: id=%s provider=%s status=%s\n", info.ID, info.Provider, info.Status)
 
 	// Destroy now (the deferred Destroy is then a no-op).
 	return compute.Destroy(ctx, sb.ID())
