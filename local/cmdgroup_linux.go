@@ -27,19 +27,17 @@ package local
 // move nothing outside its own pid namespace, the only one it can name.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute/local/internal/agent"
 )
 
 // cmdGroups makes, reuses and removes the per-command cgroups of one
@@ -185,7 +183,7 @@ func (g *cmdGroups) create() (*cmdGroup, error) {
 }
 
 // files are the descriptors to send with the exec request, in the order
-// the agent takes them (groupFilesFrom); sending closes them.
+// the agent takes them (agent.GroupFilesFrom); sending closes them.
 func (cg *cmdGroup) files() []*os.File { return cg.send }
 
 func (cg *cmdGroup) closeFiles() {
@@ -253,7 +251,7 @@ func (g *cmdGroups) work() {
 		g.mu.Unlock()
 		var free, extra []*cmdGroup
 		for _, cg := range ended {
-			if tids, err := readTids(cg.list); err == nil && len(tids) == 0 {
+			if tids, err := agent.ReadTids(cg.list); err == nil && len(tids) == 0 {
 				free = append(free, cg)
 			} else {
 				cg.closeFiles()
@@ -332,154 +330,4 @@ func removeCgroupTree(dir string) error {
 		}
 	}
 	return os.Remove(dir)
-}
-
-// The agent's side.
-
-// groupFiles are a command's cgroup descriptors as the agent receives
-// them (see cmdGroup).
-type groupFiles struct{ enter, list, leave *os.File }
-
-// groupFilesFrom takes the three descriptors at the end of an exec
-// request's files.
-func groupFilesFrom(files []*os.File) *groupFiles {
-	f := files[len(files)-3:]
-	return &groupFiles{enter: f[0], list: f[1], leave: f[2]}
-}
-
-// ownCgroupNamespace gives the calling thread (the spawner) a cgroup
-// namespace rooted at its cgroups: the sandbox's, which the host has put
-// the agent in before it starts any command. Commands inherit it, so
-// /proc/self/cgroup shows them "/" and their command's cgroup below it,
-// never the host's cgroup paths or the owner's pid. It runs before the
-// thread is confined: seccomp refuses unshare after.
-func ownCgroupNamespace() error {
-	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		return fmt.Errorf("cgroup namespace: %w", err)
-	}
-	return nil
-}
-
-// forkIn forks and execs a command in its cgroup (none: where it is). It
-// runs on the spawner thread.
-func forkIn(g *groupFiles, path string, argv []string, attr *syscall.ProcAttr) (int, error) {
-	if g == nil {
-		return syscall.ForkExec(path, argv, attr)
-	}
-	// "0" is the writing thread.
-	if _, err := unix.Write(int(g.enter.Fd()), []byte("0")); err != nil {
-		return 0, fmt.Errorf("enter the command's cgroup: %w", err)
-	}
-	pid, err := syscall.ForkExec(path, argv, attr)
-	// Should going back fail, the next command moves the thread on, and a
-	// kill never signals the agent's own threads.
-	unix.Write(int(g.leave.Fd()), []byte("0"))
-	return pid, err
-}
-
-// commandKiller kills one command: everything in its cgroup, or where it
-// has none, its process tree.
-type commandKiller struct {
-	pid   int
-	group *groupFiles
-
-	mu   sync.Mutex
-	over bool
-}
-
-func newCommandKiller(pid int, group *groupFiles) *commandKiller {
-	return &commandKiller{pid: pid, group: group}
-}
-
-// kill kills the command and returns once everything in its cgroup is
-// gone. After finish, it does nothing.
-func (k *commandKiller) kill() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.over {
-		return
-	}
-	if k.group == nil || killGroup(k.group.list) != nil {
-		killTree(k.pid)
-	}
-}
-
-// finish waits for a kill under way, and makes later ones do nothing:
-// the command is over and its cgroup may go.
-func (k *commandKiller) finish() {
-	k.mu.Lock()
-	k.over = true
-	k.mu.Unlock()
-}
-
-// killGroupPatience bounds how long killGroup waits for a cgroup to
-// empty: SIGKILLed processes exit at once unless stuck in the kernel.
-const killGroupPatience = 10 * time.Second
-
-// killGroup SIGKILLs every process in a cgroup, given its tasks file, and
-// again those that appear meanwhile (forked before the signal arrived; a
-// process with a SIGKILL pending cannot fork), until it is empty.
-func killGroup(list *os.File) error {
-	own := ownThreads()
-	delay := 50 * time.Microsecond
-	for start := time.Now(); ; {
-		tids, err := readTids(list)
-		if err != nil {
-			return err
-		}
-		n := 0
-		for _, tid := range tids {
-			if own[tid] {
-				continue
-			}
-			unix.Kill(tid, unix.SIGKILL) // a thread's id signals its whole process
-			n++
-		}
-		if n == 0 {
-			return nil
-		}
-		if time.Since(start) > killGroupPatience {
-			return fmt.Errorf("%d threads still in the command's cgroup", n)
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, 5*time.Millisecond)
-	}
-}
-
-// readTids reads a cgroup's tasks file afresh. Reading it again through
-// the same open file would not do: cgroup v1 keeps the list it made for
-// an open file (for a second after the last read), so the reader would
-// keep seeing processes already gone. Opening the descriptor again, by
-// /proc/self/fd, gives a fresh one.
-func readTids(f *os.File) ([]int, error) {
-	g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
-	if err != nil {
-		return nil, err
-	}
-	defer g.Close()
-	b, err := io.ReadAll(g)
-	if err != nil {
-		return nil, err
-	}
-	var tids []int
-	for _, field := range bytes.Fields(b) {
-		// 0 stands for a thread outside the reader's pid namespace: never
-		// one to signal (kill(0) is the caller's own process group).
-		if tid, err := strconv.Atoi(string(field)); err == nil && tid > 0 {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
-}
-
-// ownThreads lists the calling process's threads.
-func ownThreads() map[int]bool {
-	own := map[int]bool{}
-	ents, _ := os.ReadDir("/proc/self/task")
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			own[tid] = true
-		}
-	}
-	return own
 }

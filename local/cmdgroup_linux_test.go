@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/computesdk-go/compute/local/internal/agent"
 )
 
 // v2Mount returns where this host mounts cgroup v2 ("" if nowhere).
@@ -82,7 +84,7 @@ func TestCmdGroupV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gf := groupFilesFrom(cg.files()) // what the agent gets
+	gf := agent.GroupFilesFrom(cg.files()) // what the agent gets
 	defer func() {
 		for _, f := range cg.files() {
 			f.Close()
@@ -101,7 +103,7 @@ func TestCmdGroupV2(t *testing.T) {
 	go func() {
 		runtime.LockOSThread() // the spawner's thread moves; keep it to this goroutine
 		defer runtime.UnlockOSThread()
-		pid, err := forkIn(gf, "/bin/sh",
+		pid, err := agent.ForkIn(gf, "/bin/sh",
 			[]string{"sh", "-c", "setsid sh -c 'sleep 1000 & sleep 1001 &'; exec sleep 1002"},
 			&syscall.ProcAttr{Env: []string{"PATH=/usr/bin:/bin"}, Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd()}})
 		ch <- started{pid, err}
@@ -114,7 +116,7 @@ func TestCmdGroupV2(t *testing.T) {
 	// Wait until the escapees run: three sleeps in the command's cgroup
 	// (a correctness bound, not a performance one).
 	sleeps := func() (n int, members []int) {
-		members, _ = readTids(gf.list)
+		members, _ = agent.ReadTids(gf.List)
 		for _, tid := range members {
 			if c, _ := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/comm"); string(c) == "sleep\n" {
 				n++
@@ -126,7 +128,7 @@ func TestCmdGroupV2(t *testing.T) {
 		n, members := sleeps()
 		if n == 3 {
 			for _, tid := range members {
-				if ownThreads()[tid] {
+				if agent.OwnThreads()[tid] {
 					t.Errorf("the spawner thread %d stayed in the command's cgroup", tid)
 				}
 			}
@@ -136,10 +138,10 @@ func TestCmdGroupV2(t *testing.T) {
 			t.Fatalf("%d of 3 sleeps in the command's cgroup: %v", n, members)
 		}
 	}
-	if err := killGroup(gf.list); err != nil {
+	if err := agent.KillGroup(gf.List); err != nil {
 		t.Fatal(err)
 	}
-	if members, err := readTids(gf.list); err != nil || len(members) != 0 {
+	if members, err := agent.ReadTids(gf.List); err != nil || len(members) != 0 {
 		t.Fatalf("after the kill, the command's cgroup holds %v (%v)", members, err)
 	}
 	cg.done()

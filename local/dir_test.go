@@ -4,6 +4,7 @@ package local_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/computesdk-go/compute"
@@ -25,7 +26,10 @@ func TestCreateBadDir(t *testing.T) {
 		sb.Destroy(ctx)
 		t.Fatal("Create with a working directory under read-only /usr succeeded")
 	}
-	t.Log(err)
+	// Clear: it names the directory and why it cannot be made.
+	if msg := err.Error(); !strings.Contains(msg, "/usr/cannot-create-here") || !strings.Contains(msg, "read-only file system") {
+		t.Errorf("Create's error %q does not name the directory and the reason (read-only file system)", msg)
+	}
 	if list, _ := p.List(ctx); len(list) != 0 {
 		t.Errorf("%d sandboxes left after a failed Create", len(list))
 	}
@@ -42,16 +46,24 @@ func TestCreateBadDir(t *testing.T) {
 
 // Options that cannot work are refused by New, saying why.
 func TestNewRefusesBadOptions(t *testing.T) {
-	for _, opts := range []local.Options{
-		{MaxMemory: 256 << 20, DiskSize: 256 << 20}, // files live in memory
-		{MaxCPU: -1},
-		{Isolation: "chroot"},
+	for _, tc := range []struct {
+		opts local.Options
+		why  []string // what the error must say
+	}{
+		{local.Options{MaxMemory: 256 << 20, DiskSize: 256 << 20}, []string{"DiskSize", "must be below MaxMemory", "kept in its memory"}}, // files live in memory
+		{local.Options{MaxCPU: -1}, []string{"negative limit"}},
+		{local.Options{Isolation: "chroot"}, []string{`unknown isolation "chroot"`, `"namespaces" or "none"`}},
 	} {
-		if p, err := local.New(opts); err == nil {
+		p, err := local.New(tc.opts)
+		if err == nil {
 			p.Close()
-			t.Errorf("New(%+v) succeeded; want an error", opts)
-		} else {
-			t.Log(err)
+			t.Errorf("New(%+v) succeeded; want an error", tc.opts)
+			continue
+		}
+		for _, want := range tc.why {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("New(%+v) = %q; want it to say %q", tc.opts, err, want)
+			}
 		}
 	}
 }

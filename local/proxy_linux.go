@@ -14,22 +14,21 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
-// The network allowlist. A sandbox created with NetworkAllow keeps its
-// own empty network namespace; its agent listens on proxyAddr inside it
-// and hands every accepted connection, as a descriptor over the control
-// socket, to the host, which speaks HTTP proxy on it, checks the
-// destination against the allowlist and only then dials. The decision and
+// The network allowlist, the host's side. A sandbox created with
+// NetworkAllow keeps its own empty network namespace; its agent listens on
+// agentproto.ProxyAddr inside it and hands every accepted connection, as a
+// descriptor over the control socket, to the host, which speaks HTTP proxy
+// on it, checks the destination against the allowlist and only then dials. The decision and
 // the dialing happen in the host process, outside the sandbox's reach;
 // the sandbox never gets a route out.
 
-// proxyAddr is where sandboxed programs find the proxy; the environment
-// variables below point at it.
-const proxyAddr = "127.0.0.1:3128"
-
+// proxyEnv points sandboxed programs at the proxy (agentproto.ProxyAddr).
 func proxyEnv() map[string]string {
-	u := "http://" + proxyAddr
+	u := "http://" + agentproto.ProxyAddr
 	return map[string]string{
 		"HTTP_PROXY": u, "HTTPS_PROXY": u, "ALL_PROXY": u,
 		"http_proxy": u, "https_proxy": u, "all_proxy": u,
@@ -82,7 +81,7 @@ func (p *proxy) serve(ctl *net.UnixConn) {
 		if err != nil {
 			return
 		}
-		fds, _ := parseRights(oob[:oobn])
+		fds, _ := agentproto.ParseRights(oob[:oobn])
 		for _, fd := range fds {
 			f := os.NewFile(uintptr(fd), "proxied")
 			c, err := net.FileConn(f)
@@ -216,29 +215,4 @@ func (p *proxy) handle(c net.Conn) {
 func proxyError(c net.Conn, code int, msg string) {
 	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		code, http.StatusText(code), len(msg)+1, msg+"\n")
-}
-
-// listenProxy runs in the agent: it listens on proxyAddr inside the
-// sandbox and passes each accepted connection to the host.
-func (a *agent) listenProxy() error {
-	ln, err := net.Listen("tcp", proxyAddr)
-	if err != nil {
-		return fmt.Errorf("proxy listener: %w", err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f, err := c.(*net.TCPConn).File()
-			c.Close()
-			if err != nil {
-				continue
-			}
-			a.ctl.WriteMsgUnix([]byte{2}, unix.UnixRights(int(f.Fd())), nil)
-			f.Close()
-		}
-	}()
-	return nil
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package local
+package agent
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
 // The host's /etc entries a sandbox sees (read-only). An allowlist: host
@@ -33,7 +35,7 @@ var devFiles = []string{"null", "zero", "full", "random", "urandom", "tty"}
 // directory and pivots into it. It runs in the agent, as root of the
 // sandbox's user namespace, inside its private mount namespace: nothing it
 // mounts is visible to the host.
-func buildRoot(cfg *agentConfig) error {
+func buildRoot(cfg *agentproto.Config) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package local
+package agent
 
 import (
 	"crypto/rand"
@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
 // Paths from outside the sandbox (file operations, a command's working
@@ -150,35 +152,35 @@ var errNotRegular = errors.New("not a regular file (a FIFO, socket or device): t
 
 // stat describes name, following symlinks; a dangling link, or one that
 // leads to a magic link, is described as itself.
-func (r *fsRoot) stat(name string) (fileStat, error) {
+func (r *fsRoot) stat(name string) (agentproto.FileStat, error) {
 	var st unix.Stat_t
 	fd, err := r.open(name, unix.O_PATH, 0)
 	if err == nil {
 		err = unix.Fstat(fd, &st)
 		unix.Close(fd)
 		if err != nil {
-			return fileStat{}, &fs.PathError{Op: "stat", Path: name, Err: err}
+			return agentproto.FileStat{}, &fs.PathError{Op: "stat", Path: name, Err: err}
 		}
 	} else {
 		if errors.Is(err, errProcessEntry) {
-			return fileStat{}, err
+			return agentproto.FileStat{}, err
 		}
 		// The link itself, if there is one.
 		dir, base := path.Split(name)
 		if base == "" {
-			return fileStat{}, err
+			return agentproto.FileStat{}, err
 		}
 		dfd, derr := r.open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if derr != nil {
-			return fileStat{}, err
+			return agentproto.FileStat{}, err
 		}
 		lerr := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
 		unix.Close(dfd)
 		if lerr != nil || st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			return fileStat{}, err
+			return agentproto.FileStat{}, err
 		}
 	}
-	return fileStat{
+	return agentproto.FileStat{
 		Name:    path.Base(name),
 		Path:    name,
 		Dir:     st.Mode&unix.S_IFMT == unix.S_IFDIR,
@@ -189,7 +191,7 @@ func (r *fsRoot) stat(name string) (fileStat, error) {
 }
 
 // readDir lists a directory, each entry described as stat describes it.
-func (r *fsRoot) readDir(name string) ([]fileStat, error) {
+func (r *fsRoot) readDir(name string) ([]agentproto.FileStat, error) {
 	fd, err := r.open(name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, err
@@ -200,7 +202,7 @@ func (r *fsRoot) readDir(name string) ([]fileStat, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]fileStat, 0, len(names))
+	out := make([]agentproto.FileStat, 0, len(names))
 	for _, n := range names {
 		st, err := r.stat(path.Join(name, n))
 		if err != nil {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package local
+package agent
 
 import (
 	"fmt"
@@ -70,7 +70,7 @@ func confineThread() (enforced []string, err error) {
 			secbitKeepCapsLocked|secbitNoCapAmbientRaise|secbitNoCapAmbientRaiseLocked, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("securebits: %w", err)
 	}
-	for c := 0; c <= lastCap(); c++ {
+	for c := 0; c <= LastCap(); c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != syscall.EINVAL {
 			return nil, fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
 		}
@@ -152,7 +152,10 @@ const (
 	secbitNoCapAmbientRaiseLocked = 1 << 7
 )
 
-func lastCap() int {
+// LastCap returns the highest capability number this kernel knows (40
+// where it cannot tell). The spawner drops every capability up to it; the
+// host gives the agent all of them, in the sandbox's user namespace only.
+func LastCap() int {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package local
+package agent
 
 import (
 	"bufio"
@@ -22,25 +22,24 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
-// The agent is this program re-executed with argv[0] set to agentArg0 and
-// agentEnv in its environment; the init below turns it into the agent
-// before main runs.
-const (
-	agentArg0 = "compute-sandbox-agent"
-	agentEnv  = "COMPUTE_SANDBOX_AGENT=1"
-	agentFD   = 3 // the control socket
-)
-
+// The agent is this program re-executed by the host (package local) with
+// argv[0] set to agentproto.Arg0 and agentproto.Env as its environment;
+// the init below turns it into the agent before main runs. It runs only
+// in the agent: in any other process it does nothing.
 func init() {
-	if len(os.Args) == 1 && os.Args[0] == agentArg0 && len(os.Environ()) == 1 && os.Environ()[0] == agentEnv {
+	if len(os.Args) == 1 && os.Args[0] == agentproto.Arg0 && len(os.Environ()) == 1 && os.Environ()[0] == agentproto.Env {
 		os.Exit(runAgent())
 	}
 }
 
+// agent is a sandbox's agent: the process that sets the sandbox up and
+// then runs every command and file operation the host asks for, inside it.
 type agent struct {
-	cfg agentConfig
+	cfg agentproto.Config
 	env []string // base environment, sorted
 
 	mu      sync.Mutex
@@ -60,7 +59,7 @@ func runAgent() int {
 	}
 	// FileConn dups the descriptor close-on-exec; the inherited one must
 	// go, or every sandboxed process would hold the control socket.
-	f := os.NewFile(agentFD, "control")
+	f := os.NewFile(agentproto.ControlFD, "control")
 	ctl, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
@@ -84,11 +83,11 @@ func runAgent() int {
 		err = unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
 	}
 	if err != nil {
-		b, _ := json.Marshal(reply{Err: err.Error()})
+		b, _ := json.Marshal(agentproto.Reply{Err: err.Error()})
 		uc.Write(b)
 		return 1
 	}
-	b, _ := json.Marshal(reply{Done: true, Enforced: enforced})
+	b, _ := json.Marshal(agentproto.Reply{Done: true, Enforced: enforced})
 	if _, err := uc.Write(b); err != nil {
 		return 1
 	}
@@ -112,7 +111,7 @@ func closeInherited() error {
 	}
 	for _, n := range names {
 		fd, err := strconv.Atoi(n)
-		if err != nil || fd <= agentFD {
+		if err != nil || fd <= agentproto.ControlFD {
 			continue
 		}
 		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
@@ -206,7 +205,7 @@ type spawnRequest struct {
 	path  string
 	argv  []string
 	attr  *syscall.ProcAttr
-	group *groupFiles // the command's own cgroup, or nil (cmdgroup_linux.go)
+	group *GroupFiles // the command's own cgroup, or nil (cmdgroup_linux.go)
 	reply chan spawnResult
 }
 
@@ -245,7 +244,7 @@ func (a *agent) startSpawner(confine bool) ([]string, error) {
 			return // exits locked: the runtime discards the thread
 		}
 		for req := range a.spawn {
-			pid, err := forkIn(req.group, req.path, req.argv, req.attr)
+			pid, err := ForkIn(req.group, req.path, req.argv, req.attr)
 			req.reply <- spawnResult{pid, err}
 		}
 	}()
@@ -263,7 +262,7 @@ func (a *agent) serve(ctl *net.UnixConn) {
 		if err != nil {
 			return
 		}
-		fds, err := parseRights(oob[:oobn])
+		fds, err := agentproto.ParseRights(oob[:oobn])
 		if err != nil || len(fds) == 0 {
 			for _, fd := range fds {
 				unix.Close(fd)
@@ -272,22 +271,6 @@ func (a *agent) serve(ctl *net.UnixConn) {
 		}
 		go a.handle(fds)
 	}
-}
-
-func parseRights(oob []byte) ([]int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, err
-	}
-	var fds []int
-	for _, m := range msgs {
-		r, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			return fds, err
-		}
-		fds = append(fds, r...)
-	}
-	return fds, nil
 }
 
 // handle runs one operation. fds[0] is the operation's connection; the
@@ -308,52 +291,52 @@ func (a *agent) handle(fds []int) {
 	}
 	defer c.Close()
 	r := bufio.NewReader(c)
-	var req request
-	if err := readMsg(r, &req); err != nil {
+	var req agentproto.Request
+	if err := agentproto.ReadMsg(r, &req); err != nil {
 		return
 	}
 	extra := files[1:]
 	switch req.Op {
-	case opInit:
-		writeMsg(c, errReply(a.init(&req)))
-	case opPing:
-		writeMsg(c, reply{Done: true})
-	case opExec:
+	case agentproto.OpInit:
+		agentproto.WriteMsg(c, errReply(a.init(&req)))
+	case agentproto.OpPing:
+		agentproto.WriteMsg(c, agentproto.Reply{Done: true})
+	case agentproto.OpExec:
 		a.exec(c, r, &req, extra)
-	case opOpen:
+	case agentproto.OpOpen:
 		if len(extra) == 1 {
 			a.open(c, a.abs(req.Path), extra[0])
 		}
-	case opWrite:
+	case agentproto.OpWrite:
 		if len(extra) == 1 {
 			a.write(c, r, a.abs(req.Path), extra[0])
 		}
-	case opMkdir:
-		writeMsg(c, errReply(a.root.mkdirAll(a.abs(req.Path))))
-	case opReadDir:
+	case agentproto.OpMkdir:
+		agentproto.WriteMsg(c, errReply(a.root.mkdirAll(a.abs(req.Path))))
+	case agentproto.OpReadDir:
 		list, err := a.root.readDir(a.abs(req.Path))
 		rep := errReply(err)
 		rep.Files = list
-		writeMsg(c, rep)
-	case opStat:
+		agentproto.WriteMsg(c, rep)
+	case agentproto.OpStat:
 		st, err := a.root.stat(a.abs(req.Path))
 		rep := errReply(err)
 		if err == nil {
-			rep.Files = []fileStat{st}
+			rep.Files = []agentproto.FileStat{st}
 		}
-		writeMsg(c, rep)
-	case opRemove:
-		writeMsg(c, errReply(a.root.removeAll(a.abs(req.Path))))
+		agentproto.WriteMsg(c, rep)
+	case agentproto.OpRemove:
+		agentproto.WriteMsg(c, errReply(a.root.removeAll(a.abs(req.Path))))
 	default:
-		writeMsg(c, reply{Err: "unknown operation " + strconv.Quote(req.Op)})
+		agentproto.WriteMsg(c, agentproto.Reply{Err: "unknown operation " + strconv.Quote(req.Op)})
 	}
 }
 
-func errReply(err error) reply {
+func errReply(err error) agentproto.Reply {
 	if err == nil {
-		return reply{Done: true}
+		return agentproto.Reply{Done: true}
 	}
-	rep := reply{Err: err.Error()}
+	rep := agentproto.Reply{Err: err.Error()}
 	// The host rebuilds the *fs.PathError with its own op and name: send
 	// only the reason.
 	var pe *fs.PathError
@@ -381,7 +364,7 @@ func (a *agent) abs(name string) string {
 
 // init binds a Create's environment and working directory (the agent may
 // have been started ahead of the Create).
-func (a *agent) init(req *request) error {
+func (a *agent) init(req *agentproto.Request) error {
 	dir := req.Dir
 	if dir == "" {
 		dir = a.cfg.WorkDir
@@ -410,10 +393,10 @@ func (a *agent) init(req *request) error {
 	return nil
 }
 
-// exec starts a command with the host's pipes as its stdio, reports its
-// pid, then its exit code; a kill message or the host hanging up kills
+// exec starts a command with the host's pipes as its stdio, reports that
+// it started, then its exit code; a kill message or the host hanging up kills
 // the command's whole process tree.
-func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
+func (a *agent) exec(c net.Conn, r io.Reader, req *agentproto.Request, files []*os.File) {
 	want := 2
 	if req.Stdin {
 		want = 3
@@ -422,12 +405,12 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		want += 3
 	}
 	if len(files) != want || len(req.Argv) == 0 {
-		writeMsg(c, reply{Err: "malformed exec request"})
+		agentproto.WriteMsg(c, agentproto.Reply{Err: "malformed exec request"})
 		return
 	}
-	var group *groupFiles
+	var group *GroupFiles
 	if req.Group {
-		group = groupFilesFrom(files)
+		group = GroupFilesFrom(files)
 	}
 	stdout, stderr := files[0], files[1]
 	var stdin *os.File
@@ -436,7 +419,7 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	} else {
 		devnull, err := os.Open(os.DevNull)
 		if err != nil {
-			writeMsg(c, errReply(err))
+			agentproto.WriteMsg(c, errReply(err))
 			return
 		}
 		defer devnull.Close()
@@ -457,13 +440,13 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 		if errors.Is(err, errProcessEntry) || errors.Is(err, syscall.ELOOP) {
 			msg = fmt.Sprintf("working directory %s: %v", dir, errors.Unwrap(err))
 		}
-		writeMsg(c, reply{Err: msg, Errno: int(syscall.ENOENT)})
+		agentproto.WriteMsg(c, agentproto.Reply{Err: msg, Errno: int(syscall.ENOENT)})
 		return
 	}
 	dir = resolved
 	path, err := a.lookPath(req.Argv[0], env, dir)
 	if err != nil {
-		writeMsg(c, reply{Err: err.Error(), NotFound: true})
+		agentproto.WriteMsg(c, agentproto.Reply{Err: err.Error(), NotFound: true})
 		return
 	}
 
@@ -502,13 +485,13 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	if err != nil {
 		rep := errReply(err)
 		rep.NotFound = errors.Is(err, syscall.ENOENT)
-		writeMsg(c, rep)
+		agentproto.WriteMsg(c, rep)
 		return
 	}
 	// Killing kills everything in the command's cgroup, or where it has
 	// none, its process tree.
 	killer := newCommandKiller(pid, group)
-	if err := writeMsg(c, reply{}); err != nil { // started
+	if err := agentproto.WriteMsg(c, agentproto.Reply{}); err != nil { // started
 		killer.kill()
 		<-done
 		return
@@ -517,8 +500,8 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	finished := make(chan struct{})
 	go func() {
 		for {
-			var m control
-			err := readMsg(r, &m)
+			var m agentproto.Control
+			err := agentproto.ReadMsg(r, &m)
 			select {
 			case <-finished:
 				return
@@ -535,7 +518,7 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *request, files []*os.File) {
 	code := <-done
 	killer.finish() // a kill under way completes before the exit is told
 	close(finished)
-	writeMsg(c, reply{Exit: &code})
+	agentproto.WriteMsg(c, agentproto.Reply{Exit: &code})
 }
 
 // reap collects every child that exits, the commands' and the orphans
@@ -562,10 +545,12 @@ func (a *agent) reap(sigc chan os.Signal) {
 	}
 }
 
-// killTree kills a command and everything it started: its process group
+// KillTree kills a command and everything it started: its process group
 // and every descendant, found through /proc. Each round stops what it finds
 // (so nothing forks behind our back) and looks again; then all are killed.
-func killTree(root int) {
+// The host calls it too, on the agent of a sandbox without isolation,
+// whose commands no pid namespace ends.
+func KillTree(root int) {
 	victims := map[int]bool{}
 	for range 8 {
 		added := false
@@ -708,16 +693,16 @@ func (a *agent) executable(p string) error {
 func (a *agent) open(c net.Conn, path string, pipe *os.File) {
 	f, size, err := a.root.openRegular(path)
 	if err != nil {
-		writeMsg(c, errReply(err))
+		agentproto.WriteMsg(c, errReply(err))
 		return
 	}
 	defer f.Close()
-	if err := writeMsg(c, reply{Files: []fileStat{{Size: size}}}); err != nil {
+	if err := agentproto.WriteMsg(c, agentproto.Reply{Files: []agentproto.FileStat{{Size: size}}}); err != nil {
 		return
 	}
 	_, err = copyBig(pipe, f)
 	pipe.Close()
-	writeMsg(c, errReply(err))
+	agentproto.WriteMsg(c, errReply(err))
 }
 
 // write streams the host's pipe into a temporary file next to path and
@@ -753,39 +738,39 @@ func (a *agent) write(c net.Conn, r io.Reader, name string, pipe *os.File) {
 		}
 	}
 	if err != nil {
-		writeMsg(c, errReply(err))
+		agentproto.WriteMsg(c, errReply(err))
 		return
 	}
 	defer func() {
 		tmp.Close()
 		unix.Unlinkat(dfd, tmpName, 0)
 	}()
-	if err := writeMsg(c, reply{}); err != nil {
+	if err := agentproto.WriteMsg(c, agentproto.Reply{}); err != nil {
 		return
 	}
 	if _, err := copyBig(tmp, pipe); err != nil {
 		pipe.Close() // the host's writes now fail at once
-		writeMsg(c, errReply(err))
+		agentproto.WriteMsg(c, errReply(err))
 		return
 	}
-	var m control
-	if err := readMsg(r, &m); err != nil || !m.Commit {
-		writeMsg(c, reply{Err: "write aborted by host"})
+	var m agentproto.Control
+	if err := agentproto.ReadMsg(r, &m); err != nil || !m.Commit {
+		agentproto.WriteMsg(c, agentproto.Reply{Err: "write aborted by host"})
 		return
 	}
 	if err := tmp.Chmod(os.FileMode(mode)); err != nil {
-		writeMsg(c, errReply(err))
+		agentproto.WriteMsg(c, errReply(err))
 		return
 	}
 	if err := tmp.Close(); err != nil {
-		writeMsg(c, errReply(err))
+		agentproto.WriteMsg(c, errReply(err))
 		return
 	}
 	if err := unix.Renameat(dfd, tmpName, dfd, base); err != nil {
-		writeMsg(c, errReply(&fs.PathError{Op: "write", Path: name, Err: err}))
+		agentproto.WriteMsg(c, errReply(&fs.PathError{Op: "write", Path: name, Err: err}))
 		return
 	}
-	writeMsg(c, reply{Done: true})
+	agentproto.WriteMsg(c, agentproto.Reply{Done: true})
 }
 
 // copyBig copies in 1 MiB steps. Neither end supports copy_file_range or

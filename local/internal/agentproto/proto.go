@@ -1,0 +1,182 @@
+// Package agentproto holds the messages between the local provider's host
+// side (package local) and a sandbox's agent (package agent), which runs
+// inside the sandbox: the whole protocol between the two sides.
+//
+// The agent is the host program re-executed with argv[0] set to [Arg0],
+// [Env] as its whole environment and the control socket as descriptor
+// [ControlFD]. The host and the agent share that SOCK_SEQPACKET control
+// socket. The first message on it is the host's [Config], and the agent
+// answers with a [Reply] (Done and Enforced, or Err) once it is set up, each
+// a JSON datagram of its own. Then, for every operation the host makes a
+// fresh socket pair and sends one end to the agent in a control message
+// ([MsgOperation]), together with the file descriptors the operation needs
+// (the pipes of a command's stdio, the pipe a file is streamed through).
+// Requests and replies then travel on that per-operation connection as
+// length-prefixed JSON ([WriteMsg], [ReadMsg]), so operations never wait on
+// each other and nothing needs multiplexing. File contents and command
+// output never pass through the agent's memory: they flow through the pipes.
+// The agent sends the connections it accepts on [ProxyAddr] back on the
+// control socket ([MsgProxied]).
+//
+// The host treats everything the agent says as untrusted input: sandboxed
+// code could take the agent over.
+package agentproto
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// How the host starts the agent: it re-executes its own program with
+// argv[0] set to Arg0, Env as its whole environment, and the agent's end
+// of the control socket as descriptor ControlFD. Anything else is not an
+// agent.
+const (
+	Arg0      = "compute-sandbox-agent"
+	Env       = "COMPUTE_SANDBOX_AGENT=1"
+	ControlFD = 3
+)
+
+// The one byte of data that goes with the descriptors on the control
+// socket says what they are.
+const (
+	// MsgOperation: host to agent, an operation's connection (first) and
+	// the descriptors the operation needs.
+	MsgOperation byte = 1
+	// MsgProxied: agent to host, a connection accepted on ProxyAddr.
+	MsgProxied byte = 2
+)
+
+// ProxyAddr is where, inside a sandbox created with a network allowlist,
+// the agent listens for the allowlist proxy's connections; the host
+// serves them.
+const ProxyAddr = "127.0.0.1:3128"
+
+// MaxMessage bounds one protocol message (a Request holds argv and env).
+const MaxMessage = 8 << 20
+
+// Config is the first message on the control socket: how the agent sets
+// the sandbox up.
+type Config struct {
+	Isolate  bool              `json:"isolate"`
+	Confine  bool              `json:"confine"`            // seccomp, Landlock, no capabilities
+	Staging  string            `json:"staging,omitempty"`  // empty host dir to build the root on
+	WorkDir  string            `json:"workDir"`            // the work dir inside the sandbox
+	Dir      string            `json:"dir"`                // default working directory
+	Env      map[string]string `json:"env"`                // base environment of every command
+	Network  bool              `json:"network"`            // keep the host network
+	DiskSize int64             `json:"diskSize"`           // bytes, for everything written
+	Limits   Limits            `json:"limits"`             // rlimits for sandboxed processes
+	Hostname string            `json:"hostname,omitempty"` // UTS name
+	GPUs     []string          `json:"gpus,omitempty"`     // host device nodes to bind in
+	// Separate: the agent runs as uid 1 of the sandbox's user namespace
+	// (a host uid of its own), sandboxed code as uid 0, so that code cannot
+	// reach the agent's process attributes (oom_score_adj, rlimits).
+	Separate bool `json:"separate,omitempty"`
+}
+
+// Limits are the rlimits of sandboxed processes; 0 leaves one as it is.
+type Limits struct {
+	Procs    uint64 `json:"procs"`
+	Files    uint64 `json:"files"`
+	FileSize uint64 `json:"fileSize"`
+	Memory   uint64 `json:"memory"` // address space; 0 = unlimited
+}
+
+// Operations (Request.Op).
+const (
+	OpInit    = "init" // bind a Create's environment and working directory
+	OpPing    = "ping" // is the agent answering?
+	OpExec    = "exec"
+	OpOpen    = "open"
+	OpWrite   = "write"
+	OpMkdir   = "mkdir"
+	OpReadDir = "readdir"
+	OpStat    = "stat"
+	OpRemove  = "remove"
+)
+
+// Request is the first message on an operation's connection.
+type Request struct {
+	Op    string            `json:"op"`
+	Argv  []string          `json:"argv,omitempty"`
+	Env   map[string]string `json:"env,omitempty"`
+	Dir   string            `json:"dir,omitempty"`
+	Path  string            `json:"path,omitempty"`
+	Stdin bool              `json:"stdin,omitempty"` // an stdin pipe was sent
+	Proxy bool              `json:"proxy,omitempty"` // init: serve the allowlist proxy
+	// Group (exec): the command's cgroup files were sent, last: the one
+	// to enter, the one that lists its tasks, the one to leave by.
+	Group bool `json:"group,omitempty"`
+}
+
+// Reply is what the agent answers. Err and Errno describe a failure;
+// Errno is a Linux errno so the host can rebuild fs.ErrNotExist and the
+// like.
+type Reply struct {
+	Err      string     `json:"err,omitempty"`
+	Errno    int        `json:"errno,omitempty"`
+	NotFound bool       `json:"notFound,omitempty"` // exec: no such command
+	Exit     *int       `json:"exit,omitempty"`
+	Files    []FileStat `json:"files,omitempty"`
+	Done     bool       `json:"done,omitempty"`
+	Enforced []string   `json:"enforced,omitempty"` // setup: confinement in force
+}
+
+// Control is a message from host to agent during an operation.
+type Control struct {
+	Kill   bool `json:"kill,omitempty"`   // exec: kill the process tree
+	Commit bool `json:"commit,omitempty"` // write: all data sent, install the file
+}
+
+// FileStat describes one file, for stat and readdir (and, its Size only,
+// for open).
+type FileStat struct {
+	Name    string `json:"name"`
+	Path    string `json:"path"`
+	Dir     bool   `json:"dir"`
+	Size    int64  `json:"size"`
+	Mode    uint32 `json:"mode"`
+	ModTime int64  `json:"mtime"` // nanoseconds since the epoch
+}
+
+// WriteMsg writes v as one length-prefixed JSON message. A message over
+// MaxMessage is not written: the error wraps ErrTooBig.
+func WriteMsg(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("%w: %d bytes, over the %d byte limit", ErrTooBig, len(b), MaxMessage)
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	_, err = w.Write(buf)
+	return err
+}
+
+// ErrTooBig is returned for a message over MaxMessage.
+var ErrTooBig = errors.New("protocol message too large")
+
+// ReadMsg reads one length-prefixed JSON message into v, refusing one
+// over MaxMessage.
+func ReadMsg(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxMessage {
+		return ErrTooBig
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}

@@ -1,0 +1,374 @@
+//go:build linux
+
+package local
+
+// Starting a sandbox's agent: the clone into new namespaces, the cgroup
+// that limits it, and the configuration handshake. What runs in the
+// sandbox is package agent; the messages are package agentproto. The
+// agent is this program re-executed: importing package agent (as this
+// file does) installs the init that turns such a process into the agent
+// before main runs.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/local/internal/agent"
+	"github.com/computesdk-go/compute/local/internal/agentproto"
+)
+
+// hardening turns the kernel confinement (seccomp, Landlock, capabilities)
+// and cgroup limits on. Only the benchmarks that measure their cost turn it
+// off (export_linux_test.go).
+var hardening = true
+
+func checkSupport(opts Options) error {
+	if opts.Isolation == IsolationNone {
+		return nil
+	}
+	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
+		return errors.New("local: user namespaces are disabled on this machine (/proc/sys/user/max_user_namespaces is 0); enable them, or use local.Options{Isolation: local.IsolationNone} to run unisolated, trusted code only")
+	}
+	return nil
+}
+
+// hostID picks the unprivileged host uid (and gid) a sandbox's code runs
+// as, and reports whether the agent gets one of its own (the next one). As
+// root we can map any id: each sandbox gets its own pair, far from real
+// users, so sandboxes cannot signal or share files with each other or
+// anyone, and sandboxed code cannot touch its agent's process attributes
+// (oom_score_adj, rlimits), which the kernel lets any process of the same
+// uid change. Without root the kernel lets us map only our own uid, which
+// the agent and the code then share.
+func hostID() (uid, gid int, separate bool) {
+	if os.Geteuid() != 0 {
+		return os.Geteuid(), os.Getegid(), false
+	}
+	id := 1_000_000_000 + 2*rand.IntN(500_000_000)
+	return id, id, true
+}
+
+// agentUID is the agent's uid inside the sandbox's user namespace when it
+// has a host uid of its own; sandboxed code is uid 0 (root) there.
+const agentUID = 1
+
+// allCaps lists every capability this kernel knows: the agent keeps them,
+// in the sandbox's user namespace only, across the exec that starts it as
+// agentUID.
+func allCaps() []uintptr {
+	var caps []uintptr
+	for c := 0; c <= agent.LastCap(); c++ {
+		caps = append(caps, uintptr(c))
+	}
+	return caps
+}
+
+// startAgent starts a sandbox up to the point where it can run commands,
+// without anything of a particular Create: that is bound by activate. The
+// split lets the provider start sandboxes ahead of demand (Prestart).
+//
+// It takes the sandbox's share of the quota, prepares the namespaces and
+// directories (prepare), starts the agent in them (clone), puts it in its
+// cgroup (limit) and hands it its configuration (configure). Until
+// configure, the agent waits: nothing of the caller's runs before the
+// limits are in place.
+//
+// Its result is unnamed on purpose: the cleanups below use s, which a
+// "return nil, err" would otherwise set to nil before they run.
+func startAgent(p *Provider, network bool, gpus []string) (_ *sandbox, err error) {
+	s := &sandbox{p: p, network: network, exited: make(chan struct{})}
+	var undo undo
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+	if s.quota, err = p.quota.reserve(); err != nil {
+		return nil, err
+	}
+	undo.add(s.quota.release)
+
+	isolate := p.opts.Isolation == IsolationNamespaces
+	cfg := agentproto.Config{
+		GPUs:     gpus,
+		Isolate:  isolate,
+		Confine:  hardening,
+		WorkDir:  WorkDir,
+		Network:  network,
+		DiskSize: p.opts.DiskSize,
+		Hostname: "sandbox",
+		Limits: agentproto.Limits{
+			Procs:    uint64(p.opts.MaxProcesses),
+			Files:    uint64(p.opts.MaxOpenFiles),
+			FileSize: uint64(p.opts.MaxFileSize),
+		},
+	}
+	attr, err := s.prepare(&cfg, &undo)
+	if err != nil {
+		return nil, err
+	}
+	agentEnd, err := s.clone(attr, &undo)
+	if err != nil {
+		return nil, err
+	}
+	// The host holds the agent's end until the handshake is over: an agent
+	// that dies during setup is seen by watch, which closes ours.
+	defer agentEnd.Close()
+	if err := s.limit(&cfg, gpus, &undo); err != nil {
+		return nil, err
+	}
+	go s.watch()
+	if err := s.configure(&cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// undo is what a failed start takes back, in the order it was done.
+type undo []func()
+
+func (u *undo) add(f func()) { *u = append(*u, f) }
+
+func (u undo) run() {
+	for _, f := range u {
+		f()
+	}
+}
+
+// prepare sets up what the agent is started in: with isolation, the new
+// namespaces, the host uid (and gid) its user namespace maps to, and the
+// empty staging directory its root is built on; without, a host
+// directory to work in. It fills in cfg's directories and environment.
+func (s *sandbox) prepare(cfg *agentproto.Config, undo *undo) (*syscall.SysProcAttr, error) {
+	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if cfg.Isolate {
+		uid, gid, separate := hostID()
+		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC // cgroup: ownCgroupNamespace, once in its cgroup
+		if !cfg.Network {
+			attr.Cloneflags |= syscall.CLONE_NEWNET
+		}
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
+		attr.GidMappingsEnableSetgroups = os.Geteuid() == 0
+		// Without an explicit credential a root parent would leave the
+		// child's host uid at 0; this makes it uid 0 inside = uid above
+		// outside.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		if separate {
+			// Inside: 0 is the sandbox's code, agentUID the agent, which
+			// keeps its capabilities (of this namespace) through the exec.
+			attr.UidMappings[0].Size = agentUID + 1
+			attr.GidMappings[0].Size = agentUID + 1
+			attr.Credential = &syscall.Credential{Uid: agentUID, Gid: agentUID, NoSetGroups: true}
+			attr.AmbientCaps = allCaps()
+			cfg.Separate = true
+		}
+		// The root is built on an empty host directory the agent can
+		// reach; it is removed as soon as the agent has pivoted away.
+		staging, err := os.MkdirTemp("", stagingPrefix())
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		undo.add(func() { os.Remove(staging) })
+		if err := os.Chmod(staging, 0o711); err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		cfg.Staging = staging
+		cfg.Dir = WorkDir
+		s.workDir = WorkDir
+	} else {
+		dir, err := os.MkdirTemp("", "compute-sandbox-")
+		if err != nil {
+			return nil, fmt.Errorf("local: %w", err)
+		}
+		undo.add(func() { os.RemoveAll(dir) })
+		s.hostDir = dir
+		cfg.Dir = dir
+		s.workDir = dir
+	}
+	cfg.Env = baseEnv(s.workDir)
+	return attr, nil
+}
+
+// clone starts the agent: this program again, with attr's namespaces and
+// credentials, and the agent's end of a new control socket, which it
+// returns for the caller to close once the agent is set up. The agent
+// waits for its configuration.
+func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.File, err error) {
+	ctl, agentEnd, err := unixPair(unix.SOCK_SEQPACKET)
+	if err != nil {
+		return nil, err
+	}
+	s.ctl = ctl
+	undo.add(func() { s.ctl.Close() })
+
+	s.agent = &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{agentproto.Arg0},
+		Env:         []string{agentproto.Env},
+		ExtraFiles:  []*os.File{agentEnd}, // agentproto.ControlFD
+		SysProcAttr: attr,
+	}
+	if err := s.agent.Start(); err != nil {
+		agentEnd.Close()
+		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
+	}
+	undo.add(func() { s.agent.Process.Kill(); <-s.exited })
+	return agentEnd, nil
+}
+
+// limit puts the agent in a cgroup of its own with the sandbox's resource
+// limits, before the agent runs anything of the caller's, or where
+// cgroups are unavailable sets cfg's rlimits in their place; and it lists
+// every limit, for Info.
+func (s *sandbox) limit(cfg *agentproto.Config, gpus []string, undo *undo) error {
+	p := s.p
+	lim := resourceLimits{memory: p.opts.MaxMemory, pids: int64(p.opts.MaxProcesses), cpus: p.opts.MaxCPU}
+	cgErr := errors.New("not isolated")
+	if cfg.Isolate && hardening {
+		s.cg, cgErr = newCgroup(newID(), lim)
+	}
+	if s.cg != nil {
+		undo.add(func() { s.cg.remove() })
+		if err := s.cg.add(s.agent.Process.Pid); err != nil {
+			return fmt.Errorf("local: add sandbox to its cgroup: %w", err)
+		}
+		v := s.cg.version()
+		s.limits = append(s.limits,
+			fmt.Sprintf("memory %s for the whole sandbox, files in memory included (%s)", bytesString(lim.memory), v),
+			fmt.Sprintf("processes %d (%s pids, RLIMIT_NPROC)", lim.pids, v),
+			fmt.Sprintf("cpu %.2f CPUs (%s quota)", lim.cpus, v),
+			s.cg.socketsLimit(lim.memory))
+	} else {
+		if p.explicitMemory {
+			cfg.Limits.Memory = uint64(lim.memory)
+			s.limits = append(s.limits, fmt.Sprintf("memory %s per process (RLIMIT_AS; cgroups unavailable: %v)", bytesString(lim.memory), cgErr))
+		} else {
+			s.limits = append(s.limits, fmt.Sprintf("memory: not limited (cgroups unavailable: %v)", cgErr))
+		}
+		s.limits = append(s.limits, fmt.Sprintf("processes %d (RLIMIT_NPROC)", lim.pids), "cpu: not limited (cgroups unavailable)")
+	}
+	s.limits = append(s.limits, commandsLimit(s.cg, cgErr))
+	s.limits = append(s.limits,
+		fmt.Sprintf("open files %d per process (RLIMIT_NOFILE)", p.opts.MaxOpenFiles),
+		fmt.Sprintf("file size %s (RLIMIT_FSIZE)", bytesString(p.opts.MaxFileSize)))
+	if len(gpus) > 0 {
+		s.limits = append(s.limits, "gpu: "+strings.Join(gpus, ", "))
+	}
+	if cfg.Isolate {
+		s.limits = append(s.limits, fmt.Sprintf("disk %s for all files written, %s and /tmp included (tmpfs, counted in memory)", bytesString(p.opts.DiskSize), WorkDir))
+		if cfg.Network {
+			s.limits = append(s.limits, "network: host")
+		}
+	} else {
+		s.limits = append(s.limits, "isolation: NONE (plain host processes)")
+	}
+	return nil
+}
+
+// watch waits for the agent to exit. One that died on its own (killed,
+// out of memory) is gone from the provider, its host resources freed, its
+// status "error".
+func (s *sandbox) watch() {
+	s.agent.Wait()
+	close(s.exited)
+	s.mu.Lock()
+	gone := s.destroyed
+	s.mu.Unlock()
+	if !gone {
+		s.p.forget(s)
+		s.release()
+	}
+}
+
+// configure hands the agent its configuration and waits for it to be
+// ready: the configuration handshake (see agentproto).
+func (s *sandbox) configure(cfg *agentproto.Config) error {
+	b, _ := json.Marshal(cfg)
+	if _, err := s.ctl.Write(b); err != nil {
+		return fmt.Errorf("local: configure sandbox agent: %w", err)
+	}
+	buf := make([]byte, 1<<16)
+	n, err := s.ctl.Read(buf)
+	if err != nil {
+		return fmt.Errorf("local: sandbox agent exited during setup (%v)%s", err, startHint(err))
+	}
+	var rep agentproto.Reply
+	if err := json.Unmarshal(buf[:n], &rep); err != nil || !rep.Done {
+		msg := rep.Err
+		if msg == "" {
+			msg = fmt.Sprintf("unexpected reply %q", buf[:n])
+		}
+		return fmt.Errorf("local: sandbox setup failed: %s", msg)
+	}
+	if cfg.Staging != "" {
+		os.Remove(cfg.Staging)
+	}
+	s.limits = append(s.limits, rep.Enforced...)
+	return nil
+}
+
+func startHint(err error) string {
+	if errors.Is(err, syscall.EACCES) {
+		return " (the program's executable must be readable and executable by an unprivileged user, as the sandbox runs as one)"
+	}
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return " (this process is out of file descriptors: raise its limit, e.g. ulimit -n 4096, or run fewer sandboxes)"
+	}
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+		return " (this machine refused to create namespaces; user namespaces may be restricted here; local.IsolationNone runs without isolation)"
+	}
+	return ""
+}
+
+// gpuDevices returns the device nodes that give a sandbox the host's
+// NVIDIA GPUs, or an error saying there are none. Local sandboxes get all
+// of the host's GPUs; the type in the request is not checked.
+func gpuDevices(request string) ([]string, error) {
+	if request == "" {
+		return nil, nil
+	}
+	devs, _ := filepath.Glob("/dev/nvidia*")
+	var out []string
+	for _, d := range devs {
+		if fi, err := os.Stat(d); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			out = append(out, d)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("local: GPU %q requested, but this machine has no NVIDIA GPU (no /dev/nvidia* devices); use a provider with GPUs (modal): %w", request, compute.ErrUnsupported)
+	}
+	return out, nil
+}
+
+// stagingPrefix names the empty directories sandbox roots are built on
+// after the owning process, so that one whose owner died during a create
+// can be told apart and removed (sweepStaging).
+func stagingPrefix() string { return "compute-root-" + strconv.Itoa(os.Getpid()) + "-" }
+
+// sweepStaging removes staging directories left by processes that died
+// while creating a sandbox. They are empty; Remove fails on anything else.
+func sweepStaging() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "compute-root-*-*"))
+	for _, d := range dirs {
+		owner, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "compute-root-"), "-")
+		if _, err := strconv.Atoi(owner); err != nil || owner == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + owner); err != nil {
+			os.Remove(d)
+		}
+	}
+}
