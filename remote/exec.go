@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
-	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // inlineStdin is the most input sent inside the exec request itself, when
@@ -32,7 +32,7 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	body := server.ExecRequest{Argv: req.Argv, Env: req.Env, Dir: req.Dir}
+	body := wire.ExecRequest{Argv: req.Argv, Env: req.Env, Dir: req.Dir}
 	stdout, stderr := orDiscard(req.Stdout), orDiscard(req.Stderr)
 	if compute.SameWriter(stdout, stderr) {
 		// One writer for both: the server keeps their order with one pipe.
@@ -74,11 +74,11 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		return fail(err)
 	}
 	dec := json.NewDecoder(resp.Body)
-	var ev server.Event
-	if err := dec.Decode(&ev); err != nil || ev.Type != server.EventStart {
+	var ev wire.Event
+	if err := dec.Decode(&ev); err != nil || ev.Type != wire.EventStart {
 		resp.Body.Close()
 		if err == nil {
-			err = fmt.Errorf("the stream began with a %q event, want %q", ev.Type, server.EventStart)
+			err = fmt.Errorf("the stream began with a %q event, want %q", ev.Type, wire.EventStart)
 		}
 		return fail(err)
 	}
@@ -138,7 +138,7 @@ func (p *process) read(dec *json.Decoder, stdout, stderr io.Writer) {
 	defer p.cancel()
 	defer p.body.Close()
 	for {
-		var ev server.Event
+		var ev wire.Event
 		if err := dec.Decode(&ev); err != nil {
 			p.code = -1
 			switch {
@@ -152,24 +152,24 @@ func (p *process) read(dec *json.Decoder, stdout, stderr io.Writer) {
 			return
 		}
 		switch ev.Type {
-		case server.EventStdout:
+		case wire.EventStdout:
 			stdout.Write(ev.Data)
-		case server.EventStderr:
+		case wire.EventStderr:
 			stderr.Write(ev.Data)
-		case server.EventExit:
+		case wire.EventExit:
 			p.code = -1
 			if ev.ExitCode != nil {
 				p.code = *ev.ExitCode
 			}
 			if ev.Code != "" {
 				// The exit has a reason (out of memory): keep both.
-				p.err = fmt.Errorf("remote: sandbox %s: process %d: %w", p.s.id, p.pid, newError(0, server.ErrorResponse{Error: ev.Error, Code: ev.Code}))
+				p.err = fmt.Errorf("remote: sandbox %s: process %d: %w", p.s.id, p.pid, newError(0, wire.ErrorResponse{Error: ev.Error, Code: ev.Code}))
 			}
 			io.Copy(io.Discard, p.body) // the end of the response: reuse the connection
 			return
-		case server.EventError:
+		case wire.EventError:
 			p.code = -1
-			p.err = fmt.Errorf("remote: sandbox %s: process %d: %w", p.s.id, p.pid, newError(0, server.ErrorResponse{Error: ev.Error, Code: ev.Code}))
+			p.err = fmt.Errorf("remote: sandbox %s: process %d: %w", p.s.id, p.pid, newError(0, wire.ErrorResponse{Error: ev.Error, Code: ev.Code}))
 			return
 		}
 		// Other types (ping, and any later ones) carry nothing for us.
@@ -215,7 +215,7 @@ func (p *process) Kill() error {
 	defer cancel()
 	err := p.s.p.call(ctx, http.MethodPost, p.path("kill"), nil, nil, nil)
 	var re *Error
-	if err == nil || errors.As(err, &re) && (re.Code == server.CodeProcessNotFound || re.Code == server.CodeSandboxNotFound) {
+	if err == nil || errors.As(err, &re) && (re.Code == wire.CodeProcessNotFound || re.Code == wire.CodeSandboxNotFound) {
 		return nil // killed, or already gone
 	}
 	p.killed.Store(true)

@@ -8,7 +8,7 @@ import (
 	"net/url"
 
 	"github.com/computesdk-go/compute"
-	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // FileSystem returns the sandbox's files on the server: contents move as
@@ -97,7 +97,7 @@ func (f fileSystem) RemoveAll(ctx context.Context, name string) error {
 }
 
 func (f fileSystem) ReadDir(ctx context.Context, name string) ([]compute.FileInfo, error) {
-	var list server.DirList
+	var list wire.DirList
 	if err := f.call(ctx, "readdir", http.MethodGet, "/dir", name, &list); err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func (f fileSystem) ReadDir(ctx context.Context, name string) ([]compute.FileInf
 }
 
 func (f fileSystem) Stat(ctx context.Context, name string) (*compute.FileInfo, error) {
-	var fi server.FileInfo
+	var fi wire.FileInfo
 	if err := f.call(ctx, "stat", http.MethodGet, "/stat", name, &fi); err != nil {
 		return nil, err
 	}
@@ -117,6 +117,6 @@ func (f fileSystem) Stat(ctx context.Context, name string) (*compute.FileInfo, e
 	return &info, nil
 }
 
-func fileInfo(fi server.FileInfo) compute.FileInfo {
+func fileInfo(fi wire.FileInfo) compute.FileInfo {
 	return compute.FileInfo{Name: fi.Name, Path: fi.Path, IsDir: fi.IsDir, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime}
 }

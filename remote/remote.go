@@ -9,12 +9,15 @@
 // processes, and a native filesystem with streamed uploads and downloads.
 // Errors keep their kind: an unknown sandbox matches compute.ErrNotFound, a
 // missing command compute.ErrCommandNotFound, a missing file
-// fs.ErrNotExist, a bad token compute.ErrAuthentication, a full server
-// compute.ErrQuotaExceeded; *Error has the HTTP details.
+// fs.ErrNotExist, a bad token compute.ErrAuthentication (and so does the
+// server's provider refusing its credentials; compute.ErrMissingCredentials
+// when it has none), a full server compute.ErrQuotaExceeded; *Error has
+// the HTTP details.
 //
-// It uses the server's v1 endpoints (see the server package and its
-// openapi.json). A command holds one HTTP request open while it runs:
-// closing it, or losing the connection, kills the command on the server.
+// It uses the server's v1 endpoints (package wire holds their shapes; the
+// server package's openapi.json documents them). A command holds one HTTP
+// request open while it runs: closing it, or losing the connection, kills
+// the command on the server.
 package remote
 
 import (
@@ -24,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
@@ -32,7 +34,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
-	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // Options configures a Provider.
@@ -141,12 +143,12 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if opts == nil {
 		opts = &compute.CreateOptions{}
 	}
-	req := server.CreateRequest{
+	req := wire.CreateRequest{
 		Runtime: string(opts.Runtime), Timeout: millis(opts.Timeout), Env: opts.Env, Dir: opts.Dir,
 		Name: opts.Name, Metadata: opts.Metadata, Network: string(opts.Network),
 		NetworkAllow: opts.NetworkAllow, GPU: opts.GPU,
 	}
-	var info server.SandboxInfo
+	var info wire.SandboxInfo
 	if err := p.call(ctx, http.MethodPost, "/sandboxes", nil, req, &info); err != nil {
 		return nil, fmt.Errorf("remote: create sandbox: %w", err)
 	}
@@ -161,7 +163,7 @@ func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox,
 	if id == "" {
 		return nil, fmt.Errorf("remote: sandbox id is empty: %w", compute.ErrNotFound)
 	}
-	var info server.SandboxInfo
+	var info wire.SandboxInfo
 	if err := p.call(ctx, http.MethodGet, sandboxPath(id), nil, nil, &info); err != nil {
 		return nil, fmt.Errorf("remote: get sandbox %s: %w", id, err)
 	}
@@ -170,7 +172,7 @@ func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox,
 
 // List returns the server's live sandboxes.
 func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
-	var list server.SandboxList
+	var list wire.SandboxList
 	if err := p.call(ctx, http.MethodGet, "/sandboxes", nil, nil, &list); err != nil {
 		return nil, fmt.Errorf("remote: list sandboxes: %w", err)
 	}
@@ -212,7 +214,7 @@ func (s *Sandbox) ID() string { return s.id }
 
 // Info describes the sandbox as the server sees it now.
 func (s *Sandbox) Info(ctx context.Context) (*compute.Info, error) {
-	var info server.SandboxInfo
+	var info wire.SandboxInfo
 	if err := s.p.call(ctx, http.MethodGet, sandboxPath(s.id), nil, nil, &info); err != nil {
 		return nil, fmt.Errorf("remote: sandbox %s: %w", s.id, err)
 	}
@@ -239,7 +241,7 @@ func (p *Provider) request(ctx context.Context, method, path string, query url.V
 	if p.urlErr != nil {
 		return nil, p.urlErr
 	}
-	u := p.base + server.V1Path + path
+	u := p.base + wire.V1Path + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
@@ -307,7 +309,7 @@ func (p *Provider) call(ctx context.Context, method, path string, query url.Valu
 type Error struct {
 	// StatusCode is the HTTP status.
 	StatusCode int
-	// Code is the server's error code (server.CodeSandboxNotFound, ...).
+	// Code is the server's error code (wire.CodeSandboxNotFound, ...).
 	Code string
 	// Message is the server's message.
 	Message string
@@ -316,13 +318,14 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Unwrap returns the compute or io/fs error the reply stands for, or nil.
+// Unwrap returns the compute or io/fs error the reply stands for (see
+// wire.Err), or nil.
 func (e *Error) Unwrap() error { return e.kind }
 
 // errorFrom reads an error reply.
 func errorFrom(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var er server.ErrorResponse
+	var er wire.ErrorResponse
 	if json.Unmarshal(b, &er) != nil || er.Error == "" {
 		er.Error = strings.TrimSpace(string(b))
 		if er.Error == "" || !utf8Printable(er.Error) {
@@ -334,35 +337,12 @@ func errorFrom(resp *http.Response) error {
 
 // newError builds the Error for a reply (status 0: an error event of an
 // exec stream).
-func newError(status int, er server.ErrorResponse) *Error {
+func newError(status int, er wire.ErrorResponse) *Error {
 	e := &Error{StatusCode: status, Code: er.Code, Message: er.Error}
 	if er.Reason != "" {
 		e.Message = er.Reason
 	}
-	switch {
-	case er.Code == server.CodeSandboxNotFound || er.Code == "" && status == http.StatusNotFound:
-		e.kind = compute.ErrNotFound
-	case er.Code == server.CodeSandboxStopped:
-		e.kind = compute.ErrStopped
-	case er.Code == server.CodeOutOfMemory:
-		e.kind = compute.ErrOutOfMemory
-	case er.Code == server.CodeCommandNotFound:
-		e.kind = compute.ErrCommandNotFound
-	case er.Code == server.CodeNotExist:
-		e.kind = fs.ErrNotExist
-	case er.Code == server.CodeExist:
-		e.kind = fs.ErrExist
-	case er.Code == server.CodePermission:
-		e.kind = fs.ErrPermission
-	case er.Code == server.CodeUnauthorized || status == http.StatusUnauthorized:
-		e.kind = compute.ErrAuthentication
-	case er.Code == server.CodeLimit || status == http.StatusTooManyRequests:
-		e.kind = compute.ErrQuotaExceeded
-	case er.Code == server.CodeUnsupported || status == http.StatusNotImplemented:
-		e.kind = compute.ErrUnsupported
-	case er.Code == server.CodeTimeout || status == http.StatusGatewayTimeout:
-		e.kind = compute.ErrTimeout
-	}
+	e.kind = wire.Err(er.Code, status)
 	return e
 }
 

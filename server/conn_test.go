@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // serveHTTP serves srv through its HTTPServer on a loopback port until
@@ -66,7 +67,7 @@ func TestUnauthenticatedConnectionFlood(t *testing.T) {
 	list := func() (int, bool) {
 		var reused bool
 		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }}
-		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", url+server.SeedPath, strings.NewReader(`{"action":"compute.sandbox.list"}`))
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "POST", url+wire.ProtocolPath, strings.NewReader(`{"action":"compute.sandbox.list"}`))
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
@@ -113,7 +114,7 @@ func TestUnauthenticatedConnectionFlood(t *testing.T) {
 	}
 
 	// A wrong token does not authenticate a connection: it stays limited.
-	req, _ := http.NewRequest("POST", url+server.SeedPath, strings.NewReader(`{}`))
+	req, _ := http.NewRequest("POST", url+wire.ProtocolPath, strings.NewReader(`{}`))
 	req.Header.Set("Authorization", "Bearer wrong")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -145,7 +146,7 @@ func TestPreAuthTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	io.WriteString(c2, "GET "+server.HealthPath+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	io.WriteString(c2, "GET "+wire.HealthPath+" HTTP/1.1\r\nHost: x\r\n\r\n")
 	if !closedByServer(c2) {
 		t.Errorf("a connection that only asked for the health check was not closed")
 	}
@@ -158,7 +159,7 @@ func TestPreAuthTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c3.Close()
-	get := "GET " + server.V1Path + "/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer timeout-token-0123456789\r\n\r\n"
+	get := "GET " + wire.V1Path + "/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer timeout-token-0123456789\r\n\r\n"
 	io.WriteString(c3, get)
 	br := bufio.NewReader(c3)
 	resp, err := http.ReadResponse(br, nil)

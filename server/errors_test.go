@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // TestArgumentsTooLong is the regression test for "E2BIG is a 500"
@@ -26,11 +27,11 @@ func TestArgumentsTooLong(t *testing.T) {
 	if code, m := e.seed(map[string]any{"action": "compute.sandbox.runCommand", "sandboxId": id, "command": "echo", "args": many}); code != 413 {
 		t.Errorf("runCommand with 2.4 MiB of arguments: %d %v; want 413", code, m["error"])
 	}
-	e.v1Err("POST", "/sandboxes/"+id+"/exec", server.ExecRequest{Argv: []string{"true"}, Env: map[string]string{"BIG": big}}, 413, server.CodeTooLarge)
+	e.v1Err("POST", "/sandboxes/"+id+"/exec", wire.ExecRequest{Argv: []string{"true"}, Env: map[string]string{"BIG": big}}, 413, wire.CodeTooLarge)
 	// The sandbox is fine afterwards.
 	if out := e.shell(id, "echo ok"); out != "ok\n" {
 		t.Errorf("after the refused commands: %q", out)
 	}
 	// Labels that every list would repeat are bounded too.
-	e.v1Err("POST", "/sandboxes", server.CreateRequest{Metadata: map[string]string{"k": big}}, 413, server.CodeTooLarge)
+	e.v1Err("POST", "/sandboxes", wire.CreateRequest{Metadata: map[string]string{"k": big}}, 413, wire.CodeTooLarge)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // pingEvery is how long an exec stream may be silent before a ping event
@@ -57,7 +58,7 @@ var errExited = errors.New("the process has exited")
 func (s *Server) v1Exec(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	annotate(r, "exec", id)
-	var req ExecRequest
+	var req wire.ExecRequest
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -98,8 +99,8 @@ func (s *Server) v1Exec(w http.ResponseWriter, r *http.Request) error {
 	case len(req.Stdin) > 0:
 		stdin = bytes.NewReader(req.Stdin)
 	}
-	st := &stream{ch: make(chan Event, 64), stop: make(chan struct{})}
-	stdout, stderr := st.writer(EventStdout), st.writer(EventStderr)
+	st := &stream{ch: make(chan wire.Event, 64), stop: make(chan struct{})}
+	stdout, stderr := st.writer(wire.EventStdout), st.writer(wire.EventStderr)
 	if req.CombineOutput {
 		stderr = stdout // one writer: the provider uses one pipe for both
 	}
@@ -128,7 +129,7 @@ func (s *Server) v1Exec(w http.ResponseWriter, r *http.Request) error {
 // stream carries output from the provider's goroutines to the handler,
 // which alone writes the response.
 type stream struct {
-	ch   chan Event
+	ch   chan wire.Event
 	stop chan struct{} // closed when nobody reads ch any more
 	once sync.Once
 }
@@ -150,7 +151,7 @@ func (w *streamWriter) Write(b []byte) (int, error) {
 		return 0, nil
 	}
 	select {
-	case w.st.ch <- Event{Type: w.typ, Data: bytes.Clone(b)}:
+	case w.st.ch <- wire.Event{Type: w.typ, Data: bytes.Clone(b)}:
 	case <-w.st.stop:
 	}
 	return len(b), nil
@@ -163,7 +164,7 @@ func (s *Server) pump(ctx context.Context, cancel context.CancelFunc, w http.Res
 	enc := json.NewEncoder(w)
 	broken := false
 	last := time.Now()
-	write := func(ev Event) {
+	write := func(ev wire.Event) {
 		if broken {
 			return
 		}
@@ -182,7 +183,7 @@ func (s *Server) pump(ctx context.Context, cancel context.CancelFunc, w http.Res
 			cancel()
 		}
 	}
-	write(Event{Type: EventStart, PID: pid})
+	write(wire.Event{Type: wire.EventStart, PID: pid})
 	flush()
 	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
@@ -195,7 +196,7 @@ func (s *Server) pump(ctx context.Context, cancel context.CancelFunc, w http.Res
 			}
 		case <-ping.C:
 			if time.Since(last) >= pingEvery {
-				write(Event{Type: EventPing})
+				write(wire.Event{Type: wire.EventPing})
 				flush()
 			}
 		case <-p.Done():
@@ -218,7 +219,7 @@ func (s *Server) pump(ctx context.Context, cancel context.CancelFunc, w http.Res
 			switch {
 			case err == nil || timedOut || oom:
 				code := res.ExitCode
-				ev := Event{Type: EventExit, ExitCode: &code, Duration: max(res.Duration.Milliseconds(), 1), TimedOut: timedOut}
+				ev := wire.Event{Type: wire.EventExit, ExitCode: &code, Duration: max(res.Duration.Milliseconds(), 1), TimedOut: timedOut}
 				if oom {
 					ae := s.classify(ctx, err)
 					ev.Error, ev.Code = ae.msg, ae.code
@@ -226,7 +227,7 @@ func (s *Server) pump(ctx context.Context, cancel context.CancelFunc, w http.Res
 				write(ev)
 			default:
 				ae := s.classify(ctx, err)
-				write(Event{Type: EventError, Error: ae.msg, Code: ae.code})
+				write(wire.Event{Type: wire.EventError, Error: ae.msg, Code: ae.code})
 			}
 			flush()
 			return

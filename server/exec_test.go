@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // execStream is an open exec stream, read event by event.
@@ -26,11 +27,11 @@ type execStream struct {
 }
 
 // exec starts a command and reads the stream's start event.
-func (e *env) exec(id string, req server.ExecRequest) *execStream {
+func (e *env) exec(id string, req wire.ExecRequest) *execStream {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(e.t.Context())
 	b, _ := json.Marshal(req)
-	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.ts.URL+server.V1Path+"/sandboxes/"+id+"/exec", bytes.NewReader(b))
+	hreq, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.ts.URL+wire.V1Path+"/sandboxes/"+id+"/exec", bytes.NewReader(b))
 	if e.token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+e.token)
 	}
@@ -48,16 +49,16 @@ func (e *env) exec(id string, req server.ExecRequest) *execStream {
 	s := &execStream{t: e.t, resp: resp, dec: json.NewDecoder(resp.Body), cancel: cancel}
 	e.t.Cleanup(s.close)
 	ev := s.next()
-	if ev.Type != server.EventStart || ev.PID <= 0 {
+	if ev.Type != wire.EventStart || ev.PID <= 0 {
 		e.t.Fatalf("first event %+v; want start with a pid", ev)
 	}
 	s.pid = ev.PID
 	return s
 }
 
-func (s *execStream) next() server.Event {
+func (s *execStream) next() wire.Event {
 	s.t.Helper()
-	var ev server.Event
+	var ev wire.Event
 	if err := s.dec.Decode(&ev); err != nil {
 		s.t.Fatalf("reading the exec stream: %v", err)
 	}
@@ -70,17 +71,17 @@ func (s *execStream) close() {
 }
 
 // rest reads the stream to its end: stdout, stderr and the final event.
-func (s *execStream) rest() (stdout, stderr string, last server.Event) {
+func (s *execStream) rest() (stdout, stderr string, last wire.Event) {
 	s.t.Helper()
 	var out, errb strings.Builder
 	for {
 		ev := s.next()
 		switch ev.Type {
-		case server.EventStdout:
+		case wire.EventStdout:
 			out.Write(ev.Data)
-		case server.EventStderr:
+		case wire.EventStderr:
 			errb.Write(ev.Data)
-		case server.EventExit, server.EventError:
+		case wire.EventExit, wire.EventError:
 			var extra json.RawMessage
 			if err := s.dec.Decode(&extra); err != io.EOF {
 				s.t.Errorf("after the %s event: %s, %v; want the end of the stream", ev.Type, extra, err)
@@ -90,8 +91,8 @@ func (s *execStream) rest() (stdout, stderr string, last server.Event) {
 	}
 }
 
-func exitCode(ev server.Event) int {
-	if ev.Type != server.EventExit || ev.ExitCode == nil {
+func exitCode(ev wire.Event) int {
+	if ev.Type != wire.EventExit || ev.ExitCode == nil {
 		return -1
 	}
 	return *ev.ExitCode
@@ -103,7 +104,7 @@ func TestExecStream(t *testing.T) {
 	id := e.create()
 
 	t.Run("Output", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "echo out; echo err >&2; printf '\\000\\377'; exit 3"}, Env: map[string]string{"K": "V"}})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "echo out; echo err >&2; printf '\\000\\377'; exit 3"}, Env: map[string]string{"K": "V"}})
 		out, errb, last := s.rest()
 		if out != "out\n\x00\xff" || errb != "err\n" || exitCode(last) != 3 || last.Duration <= 0 || last.TimedOut {
 			t.Errorf("stdout %q, stderr %q, last %+v; want %q, %q, exit 3 with a duration", out, errb, last, "out\n\x00\xff", "err\n")
@@ -112,7 +113,7 @@ func TestExecStream(t *testing.T) {
 
 	t.Run("CombineOutput", func(t *testing.T) {
 		// One pipe for both streams: the order of writes is kept.
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "echo a; echo b >&2; echo c; echo d >&2"}, CombineOutput: true})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "echo a; echo b >&2; echo c; echo d >&2"}, CombineOutput: true})
 		out, errb, last := s.rest()
 		if out != "a\nb\nc\nd\n" || errb != "" || exitCode(last) != 0 {
 			t.Errorf("stdout %q, stderr %q, last %+v; want %q in order, no stderr events", out, errb, last, "a\nb\nc\nd\n")
@@ -123,11 +124,11 @@ func TestExecStream(t *testing.T) {
 		// The command prints, then waits for input that is sent only once
 		// the first line has arrived: it can only end if output is
 		// streamed while it runs.
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "echo first; read x; echo second $x"}, StdinStream: true})
-		if ev := s.next(); ev.Type != server.EventStdout || string(ev.Data) != "first\n" {
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "echo first; read x; echo second $x"}, StdinStream: true})
+		if ev := s.next(); ev.Type != wire.EventStdout || string(ev.Data) != "first\n" {
 			t.Fatalf("event %+v; want stdout %q before any input was sent", ev, "first\n")
 		}
-		resp := e.request("POST", fmt.Sprintf("%s/sandboxes/%s/processes/%d/stdin", server.V1Path, id, s.pid), strings.NewReader("go\n"))
+		resp := e.request("POST", fmt.Sprintf("%s/sandboxes/%s/processes/%d/stdin", wire.V1Path, id, s.pid), strings.NewReader("go\n"))
 		resp.Body.Close()
 		if resp.StatusCode != 204 {
 			t.Errorf("stdin: status %d; want 204", resp.StatusCode)
@@ -141,7 +142,7 @@ func TestExecStream(t *testing.T) {
 	t.Run("Stdin", func(t *testing.T) {
 		data := make([]byte, 1<<20)
 		crand.Read(data)
-		s := e.exec(id, server.ExecRequest{Argv: []string{"cat"}, StdinStream: true})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"cat"}, StdinStream: true})
 		// A chunked body of unknown length, sent while the output streams.
 		pr, pw := io.Pipe()
 		go func() {
@@ -152,7 +153,7 @@ func TestExecStream(t *testing.T) {
 		}()
 		done := make(chan int)
 		go func() {
-			resp := e.request("POST", fmt.Sprintf("%s/sandboxes/%s/processes/%d/stdin", server.V1Path, id, s.pid), pr)
+			resp := e.request("POST", fmt.Sprintf("%s/sandboxes/%s/processes/%d/stdin", wire.V1Path, id, s.pid), pr)
 			resp.Body.Close()
 			done <- resp.StatusCode
 		}()
@@ -164,38 +165,38 @@ func TestExecStream(t *testing.T) {
 			t.Errorf("cat of 1 MiB of stdin: %d bytes back, equal %v, last %+v; want the same bytes, exit 0", len(out), out == string(data), last)
 		}
 
-		s = e.exec(id, server.ExecRequest{Argv: []string{"wc", "-c"}, Stdin: []byte("inline input")})
+		s = e.exec(id, wire.ExecRequest{Argv: []string{"wc", "-c"}, Stdin: []byte("inline input")})
 		if out, _, _ := s.rest(); strings.TrimSpace(out) != "12" {
 			t.Errorf("wc -c of inline stdin = %q; want 12", out)
 		}
 		// No stdin at all: empty input, not a hang.
-		s = e.exec(id, server.ExecRequest{Argv: []string{"cat"}})
+		s = e.exec(id, wire.ExecRequest{Argv: []string{"cat"}})
 		if out, _, last := s.rest(); out != "" || exitCode(last) != 0 {
 			t.Errorf("cat without stdin = %q, %+v; want empty output, exit 0", out, last)
 		}
 	})
 
 	t.Run("StdinErrors", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "read x; echo $x; exec sleep 60.505050"}, StdinStream: true})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "read x; echo $x; exec sleep 60.505050"}, StdinStream: true})
 		path := fmt.Sprintf("/sandboxes/%s/processes/%d/stdin", id, s.pid)
-		resp := e.request("POST", server.V1Path+path, strings.NewReader("one\n"))
+		resp := e.request("POST", wire.V1Path+path, strings.NewReader("one\n"))
 		resp.Body.Close()
-		if ev := s.next(); ev.Type != server.EventStdout || string(ev.Data) != "one\n" {
+		if ev := s.next(); ev.Type != wire.EventStdout || string(ev.Data) != "one\n" {
 			t.Errorf("event %+v; want stdout %q", ev, "one\n")
 		}
-		e.v1Err("POST", path, "again", 409, server.CodeConflict)
+		e.v1Err("POST", path, "again", 409, wire.CodeConflict)
 		s.close()
-		s = e.exec(id, server.ExecRequest{Argv: []string{"sleep", "60.515151"}})
-		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/%d/stdin", id, s.pid), "x", 409, server.CodeConflict)
-		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/999999/stdin", id), "x", 404, server.CodeProcessNotFound)
-		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/abc/stdin", id), "x", 400, server.CodeBadRequest)
-		e.v1Err("POST", fmt.Sprintf("/sandboxes/nope/processes/%d/stdin", s.pid), "x", 404, server.CodeSandboxNotFound)
+		s = e.exec(id, wire.ExecRequest{Argv: []string{"sleep", "60.515151"}})
+		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/%d/stdin", id, s.pid), "x", 409, wire.CodeConflict)
+		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/999999/stdin", id), "x", 404, wire.CodeProcessNotFound)
+		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/abc/stdin", id), "x", 400, wire.CodeBadRequest)
+		e.v1Err("POST", fmt.Sprintf("/sandboxes/nope/processes/%d/stdin", s.pid), "x", 404, wire.CodeSandboxNotFound)
 		s.close()
 		e.noSleep(id, "60.515151")
 	})
 
 	t.Run("Timeout", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "echo started; sleep 60.111111"}, Timeout: 500})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "echo started; sleep 60.111111"}, Timeout: 500})
 		out, _, last := s.rest()
 		if out != "started\n" || exitCode(last) != 124 || !last.TimedOut {
 			t.Errorf("stdout %q, last %+v; want %q, exit 124, timedOut", out, last, "started\n")
@@ -204,7 +205,7 @@ func TestExecStream(t *testing.T) {
 	})
 
 	t.Run("Kill", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "sleep 60.222222 & sleep 60.222222"}})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "sleep 60.222222 & sleep 60.222222"}})
 		if code := e.v1("POST", fmt.Sprintf("/sandboxes/%s/processes/%d/kill", id, s.pid), nil, nil); code != 204 {
 			t.Errorf("kill: status %d; want 204", code)
 		}
@@ -212,18 +213,18 @@ func TestExecStream(t *testing.T) {
 			t.Errorf("after kill: %+v; want exit 137", last)
 		}
 		e.noSleep(id, "60.222222")
-		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/%d/kill", id, s.pid), nil, 404, server.CodeProcessNotFound)
+		e.v1Err("POST", fmt.Sprintf("/sandboxes/%s/processes/%d/kill", id, s.pid), nil, 404, wire.CodeProcessNotFound)
 	})
 
 	t.Run("ClientGoneKills", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "sleep 60.333333 & sleep 60.333333"}})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "sleep 60.333333 & sleep 60.333333"}})
 		s.close() // the client goes away
 		eventually(t, 30*time.Second, "the stream's process leaves the server", func() bool { return e.srv.Stats().Processes == 0 })
 		e.noSleep(id, "60.333333")
 	})
 
 	t.Run("ManyChunks", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' x; echo end >&2"}})
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' x; echo end >&2"}})
 		out, errb, last := s.rest()
 		if len(out) != 4<<20 || strings.Trim(out, "x") != "" || errb != "end\n" || exitCode(last) != 0 {
 			t.Errorf("4 MiB: %d bytes of stdout, stderr %q, last %+v; want 4194304 x, end, exit 0", len(out), errb, last)
@@ -231,8 +232,8 @@ func TestExecStream(t *testing.T) {
 	})
 
 	t.Run("Processes", func(t *testing.T) {
-		s := e.exec(id, server.ExecRequest{Argv: []string{"sleep", "60.444444"}})
-		var list server.ProcessList
+		s := e.exec(id, wire.ExecRequest{Argv: []string{"sleep", "60.444444"}})
+		var list wire.ProcessList
 		e.v1("GET", "/sandboxes/"+id+"/processes", nil, &list)
 		if len(list.Processes) != 1 || list.Processes[0].PID != s.pid || !list.Processes[0].Attached || list.Processes[0].Argv[1] != "60.444444" {
 			t.Errorf("processes = %+v; want the one attached sleep", list)
@@ -246,18 +247,18 @@ func TestExecErrors(t *testing.T) {
 	e := start(t, nil, server.Options{})
 	id := e.create()
 	p := "/sandboxes/" + id + "/exec"
-	e.v1Err("POST", p, server.ExecRequest{Argv: []string{"no-such-command-xyz"}}, 422, server.CodeCommandNotFound)
-	e.v1Err("POST", "/sandboxes/nope/exec", server.ExecRequest{Argv: []string{"true"}}, 404, server.CodeSandboxNotFound)
-	e.v1Err("POST", p, server.ExecRequest{}, 400, server.CodeBadRequest)
-	e.v1Err("POST", p, server.ExecRequest{Argv: []string{""}}, 400, server.CodeBadRequest)
-	e.v1Err("POST", p, server.ExecRequest{Argv: []string{"echo", "a\x00"}}, 400, server.CodeBadRequest)
-	e.v1Err("POST", p, server.ExecRequest{Argv: []string{"true"}, Env: map[string]string{"A=B": "x"}}, 400, server.CodeBadRequest)
-	e.v1Err("POST", p, server.ExecRequest{Argv: []string{"true"}, Stdin: []byte("x"), StdinStream: true}, 400, server.CodeBadRequest)
-	e.v1Err("POST", p, server.ExecRequest{Argv: []string{"true"}, Timeout: -1}, 400, server.CodeBadRequest)
-	e.v1Err("POST", p, "{", 400, server.CodeBadRequest)
-	e.v1Err("GET", p, nil, 405, server.CodeMethodNotAllowed)
+	e.v1Err("POST", p, wire.ExecRequest{Argv: []string{"no-such-command-xyz"}}, 422, wire.CodeCommandNotFound)
+	e.v1Err("POST", "/sandboxes/nope/exec", wire.ExecRequest{Argv: []string{"true"}}, 404, wire.CodeSandboxNotFound)
+	e.v1Err("POST", p, wire.ExecRequest{}, 400, wire.CodeBadRequest)
+	e.v1Err("POST", p, wire.ExecRequest{Argv: []string{""}}, 400, wire.CodeBadRequest)
+	e.v1Err("POST", p, wire.ExecRequest{Argv: []string{"echo", "a\x00"}}, 400, wire.CodeBadRequest)
+	e.v1Err("POST", p, wire.ExecRequest{Argv: []string{"true"}, Env: map[string]string{"A=B": "x"}}, 400, wire.CodeBadRequest)
+	e.v1Err("POST", p, wire.ExecRequest{Argv: []string{"true"}, Stdin: []byte("x"), StdinStream: true}, 400, wire.CodeBadRequest)
+	e.v1Err("POST", p, wire.ExecRequest{Argv: []string{"true"}, Timeout: -1}, 400, wire.CodeBadRequest)
+	e.v1Err("POST", p, "{", 400, wire.CodeBadRequest)
+	e.v1Err("GET", p, nil, 405, wire.CodeMethodNotAllowed)
 	// A missing working directory is an error before the start.
-	er := e.v1Err("POST", p, server.ExecRequest{Argv: []string{"pwd"}, Dir: "/no/such/dir"}, 404, server.CodeNotExist)
+	er := e.v1Err("POST", p, wire.ExecRequest{Argv: []string{"pwd"}, Dir: "/no/such/dir"}, 404, wire.CodeNotExist)
 	if !strings.Contains(er.Error, "/no/such/dir") {
 		t.Errorf("exec in a missing dir: %q; want the directory named", er.Error)
 	}
@@ -272,7 +273,7 @@ func TestExecLines(t *testing.T) {
 	t.Parallel()
 	e := start(t, nil, server.Options{})
 	id := e.create()
-	resp := e.request("POST", server.V1Path+"/sandboxes/"+id+"/exec", jsonBody(server.ExecRequest{Argv: []string{"echo", "hi"}}))
+	resp := e.request("POST", wire.V1Path+"/sandboxes/"+id+"/exec", jsonBody(wire.ExecRequest{Argv: []string{"echo", "hi"}}))
 	defer resp.Body.Close()
 	var types []string
 	sc := bufio.NewScanner(resp.Body)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // The fuzz targets drive the server's request decoding with any bytes, on
@@ -43,7 +44,7 @@ func fuzzServer(t *testing.T) *server.Server {
 	})
 	t.Cleanup(func() { srv.Close() })
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("POST", server.SeedPath, strings.NewReader(`{"action":"compute.sandbox.create"}`))
+	req := httptest.NewRequest("POST", wire.ProtocolPath, strings.NewReader(`{"action":"compute.sandbox.create"}`))
 	req.Header.Set("Authorization", "Bearer "+fuzzToken)
 	srv.ServeHTTP(rec, req)
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"mem-1"`) {
@@ -88,7 +89,7 @@ func FuzzSeedRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		srv := fuzzServer(t)
-		req := httptest.NewRequest("POST", server.SeedPath, bytes.NewReader(body))
+		req := httptest.NewRequest("POST", wire.ProtocolPath, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+fuzzToken)
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, req)
@@ -166,7 +167,7 @@ func FuzzV1Request(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, method byte, path string, body []byte) {
 		m := fuzzMethods[int(method)%len(fuzzMethods)]
-		req, err := http.NewRequest(m, "http://127.0.0.1"+server.V1Path+"/"+path, bytes.NewReader(body))
+		req, err := http.NewRequest(m, "http://127.0.0.1"+wire.V1Path+"/"+path, bytes.NewReader(body))
 		if err != nil {
 			t.Skip("not a URL")
 		}
@@ -182,7 +183,7 @@ func FuzzV1Request(f *testing.F) {
 		ct := rec.Header().Get("Content-Type")
 		switch {
 		case rec.Code >= 400:
-			var er server.ErrorResponse
+			var er wire.ErrorResponse
 			if ct != "application/json" || json.Unmarshal(rec.Body.Bytes(), &er) != nil || er.Error == "" || er.Code == "" {
 				t.Fatalf("%s %s: error reply %d %q (%s) is not an ErrorResponse", m, path, rec.Code, rec.Body, ct)
 			}
@@ -199,7 +200,7 @@ func FuzzV1Request(f *testing.F) {
 		}
 		// A JSON endpoint given a body that is not a JSON object says 400.
 		route := req.URL.Path
-		if m == "POST" && (route == server.V1Path+"/sandboxes" || route == server.V1Path+"/sandboxes/mem-1/exec") {
+		if m == "POST" && (route == wire.V1Path+"/sandboxes" || route == wire.V1Path+"/sandboxes/mem-1/exec") {
 			var v any
 			if json.Unmarshal(body, &v) != nil || !isObject(v) {
 				if rec.Code != 400 {
@@ -214,18 +215,18 @@ func FuzzV1Request(f *testing.F) {
 // or error last.
 func checkStream(t *testing.T, b []byte) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	var events []server.Event
+	var events []wire.Event
 	for sc.Scan() {
-		var ev server.Event
+		var ev wire.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("stream line %q is not an event: %v", sc.Bytes(), err)
 		}
 		events = append(events, ev)
 	}
-	if len(events) < 2 || events[0].Type != server.EventStart {
+	if len(events) < 2 || events[0].Type != wire.EventStart {
 		t.Fatalf("stream %q: want a start event and an end", b)
 	}
-	if last := events[len(events)-1].Type; last != server.EventExit && last != server.EventError {
+	if last := events[len(events)-1].Type; last != wire.EventExit && last != wire.EventError {
 		t.Fatalf("stream %q ends with %q; want exit or error", b, last)
 	}
 }

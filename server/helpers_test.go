@@ -17,6 +17,7 @@ import (
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 func TestMain(m *testing.M) {
@@ -134,7 +135,7 @@ func decode(t *testing.T, resp *http.Response) map[string]any {
 // status and the reply.
 func (e *env) seed(body any) (int, map[string]any) {
 	e.t.Helper()
-	resp := e.request(http.MethodPost, server.SeedPath, jsonBody(body), "Content-Type", "application/json")
+	resp := e.request(http.MethodPost, wire.ProtocolPath, jsonBody(body), "Content-Type", "application/json")
 	return resp.StatusCode, decode(e.t, resp)
 }
 
@@ -167,7 +168,7 @@ func (e *env) v1(method, path string, in, out any) int {
 	if in != nil {
 		body = jsonBody(in)
 	}
-	resp := e.request(method, server.V1Path+path, body)
+	resp := e.request(method, wire.V1Path+path, body)
 	defer resp.Body.Close()
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
@@ -178,9 +179,9 @@ func (e *env) v1(method, path string, in, out any) int {
 }
 
 // v1Err sends a v1 request that must fail with status and code.
-func (e *env) v1Err(method, path string, in any, status int, code string) server.ErrorResponse {
+func (e *env) v1Err(method, path string, in any, status int, code string) wire.ErrorResponse {
 	e.t.Helper()
-	var er server.ErrorResponse
+	var er wire.ErrorResponse
 	got := e.v1(method, path, in, &er)
 	if got != status || er.Code != code || er.Error == "" {
 		e.t.Errorf("%s %s: status %d, %+v; want status %d, code %q and a message", method, path, got, er, status, code)

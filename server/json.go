@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // writeJSON writes v, a value of bounded size, as the whole reply.
@@ -42,7 +43,7 @@ func (s *Server) writeError(w *respWriter, r *http.Request, fl flavor, err error
 		writeSeed(w, ae.status, &seedResponse{Error: ae.msg, SandboxID: sandbox, Provider: s.provider})
 		return
 	}
-	writeJSON(w, ae.status, &ErrorResponse{Error: ae.msg, Code: ae.code, Reason: ae.reason})
+	writeJSON(w, ae.status, &wire.ErrorResponse{Error: ae.msg, Code: ae.code, Reason: ae.reason})
 }
 
 // readJSON decodes the request body into v, within MaxBodyBytes. The
@@ -167,7 +168,7 @@ func checkLabels(name string, metadata map[string]string) error {
 		n += len(k) + len(v)
 	}
 	if n > maxLabelBytes {
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "name and metadata take %d bytes, more than the %d a sandbox may have; keep large data in the sandbox's files", n, maxLabelBytes)
+		return errorf(wire.CodeTooLarge, "name and metadata take %d bytes, more than the %d a sandbox may have; keep large data in the sandbox's files", n, maxLabelBytes)
 	}
 	return nil
 }

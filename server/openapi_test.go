@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // TestOpenAPI checks the checked-in OpenAPI document against the code:
@@ -39,7 +41,7 @@ func TestOpenAPI(t *testing.T) {
 
 	s := New(nil, Options{IdleTimeout: -1, Logger: slog.New(slog.DiscardHandler)})
 	defer s.Close()
-	want := map[string]bool{"POST " + SeedPath: true, "GET " + OpenAPIPath: true, "GET " + HealthPath: true}
+	want := map[string]bool{"POST " + wire.ProtocolPath: true, "GET " + wire.OpenAPIPath: true, "GET " + wire.HealthPath: true}
 	for pattern := range s.routeTable() {
 		want[pattern] = true
 	}
@@ -68,16 +70,16 @@ func TestOpenAPI(t *testing.T) {
 	if enum := doc.Components.Schemas["SeedRequest"].Properties["action"].Enum; !slices.Equal(enum, actions) {
 		t.Errorf("SeedRequest.action enum %q; want %q", enum, actions)
 	}
-	codes := []string{CodeBadRequest, CodeUnauthorized, CodePermission, CodeForbidden, CodeNotFound, CodeSandboxNotFound,
-		CodeProcessNotFound, CodeNotExist, CodeMethodNotAllowed, CodeExist, CodeConflict, CodeSandboxStopped, CodeTooLarge,
-		CodeCommandNotFound, CodeFileError, CodeSyntaxError, CodeOutOfMemory, CodeLimit, CodeInternal, CodeUnsupported, CodeUnavailable, CodeTimeout}
+	codes := []string{wire.CodeBadRequest, wire.CodeUnauthorized, wire.CodePermission, wire.CodeForbidden, wire.CodeNotFound, wire.CodeSandboxNotFound,
+		wire.CodeProcessNotFound, wire.CodeNotExist, wire.CodeMethodNotAllowed, wire.CodeExist, wire.CodeConflict, wire.CodeSandboxStopped, wire.CodeTooLarge,
+		wire.CodeCommandNotFound, wire.CodeFileError, wire.CodeSyntaxError, wire.CodeOutOfMemory, wire.CodeLimit, wire.CodeInternal, wire.CodeProviderAuthentication, wire.CodeMissingCredentials, wire.CodeUnsupported, wire.CodeUnavailable, wire.CodeTimeout}
 	enum := doc.Components.Schemas["Error"].Properties["code"].Enum
 	slices.Sort(enum)
 	slices.Sort(codes)
 	if !slices.Equal(enum, codes) {
 		t.Errorf("Error.code enum %q; want %q", enum, codes)
 	}
-	events := []string{EventStart, EventStdout, EventStderr, EventExit, EventError, EventPing}
+	events := []string{wire.EventStart, wire.EventStdout, wire.EventStderr, wire.EventExit, wire.EventError, wire.EventPing}
 	if enum := doc.Components.Schemas["Event"].Properties["type"].Enum; !slices.Equal(enum, events) {
 		t.Errorf("Event.type enum %q; want %q", enum, events)
 	}
@@ -86,14 +88,14 @@ func TestOpenAPI(t *testing.T) {
 	s2 := New(nil, Options{Token: "t", IdleTimeout: -1, Logger: slog.New(slog.DiscardHandler)})
 	defer s2.Close()
 	rec := httptest.NewRecorder()
-	s2.ServeHTTP(rec, httptest.NewRequest("GET", OpenAPIPath, nil))
+	s2.ServeHTTP(rec, httptest.NewRequest("GET", wire.OpenAPIPath, nil))
 	body, _ := io.ReadAll(rec.Result().Body)
 	if rec.Code != 200 || string(body) != string(file) || rec.Header().Get("Content-Type") != "application/json" {
-		t.Errorf("GET %s: %d, %d bytes, %q; want 200 and openapi.json", OpenAPIPath, rec.Code, len(body), rec.Header().Get("Content-Type"))
+		t.Errorf("GET %s: %d, %d bytes, %q; want 200 and openapi.json", wire.OpenAPIPath, rec.Code, len(body), rec.Header().Get("Content-Type"))
 	}
 	rec = httptest.NewRecorder()
-	s2.ServeHTTP(rec, httptest.NewRequest("POST", OpenAPIPath, nil))
+	s2.ServeHTTP(rec, httptest.NewRequest("POST", wire.OpenAPIPath, nil))
 	if rec.Code != 405 {
-		t.Errorf("POST %s: %d; want 405", OpenAPIPath, rec.Code)
+		t.Errorf("POST %s: %d; want 405", wire.OpenAPIPath, rec.Code)
 	}
 }

@@ -16,12 +16,13 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // rawSeed posts a seed request and returns the status and the raw reply.
 func (e *env) rawSeed(body any) (int, []byte) {
 	e.t.Helper()
-	resp := e.request(http.MethodPost, server.SeedPath, jsonBody(body), "Content-Type", "application/json")
+	resp := e.request(http.MethodPost, wire.ProtocolPath, jsonBody(body), "Content-Type", "application/json")
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -109,7 +110,7 @@ func TestOutputAmplification(t *testing.T) {
 	if code != 413 || !strings.Contains(m3["error"].(string), "200 entries") {
 		t.Errorf("readdir of 200 entries past the limit: %d %v; want 413", code, m3)
 	}
-	e.v1Err("GET", "/sandboxes/"+id+"/dir?path=many", nil, 413, server.CodeTooLarge)
+	e.v1Err("GET", "/sandboxes/"+id+"/dir?path=many", nil, 413, wire.CodeTooLarge)
 }
 
 // TestRequestNotUTF8 checks that a JSON body that is not UTF-8 is refused
@@ -174,7 +175,7 @@ func BenchmarkSeedOutputMemory(b *testing.B) {
 			ts := httptest.NewServer(srv)
 			defer ts.Close()
 			post := func(body any) (int, int64) {
-				resp, err := http.Post(ts.URL+server.SeedPath, "application/json", jsonBody(body))
+				resp, err := http.Post(ts.URL+wire.ProtocolPath, "application/json", jsonBody(body))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -183,7 +184,7 @@ func BenchmarkSeedOutputMemory(b *testing.B) {
 				return resp.StatusCode, n
 			}
 			var created struct{ SandboxID string }
-			resp, err := http.Post(ts.URL+server.SeedPath, "application/json", strings.NewReader(`{"action":"compute.sandbox.create"}`))
+			resp, err := http.Post(ts.URL+wire.ProtocolPath, "application/json", strings.NewReader(`{"action":"compute.sandbox.create"}`))
 			if err != nil {
 				b.Fatal(err)
 			}

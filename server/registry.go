@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"net/http"
 	"slices"
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // The registry: the sandboxes a server created, which alone it serves.
@@ -64,12 +64,12 @@ func (s *Server) create(ctx context.Context, opts *compute.CreateOptions) (*entr
 	switch {
 	case opts.Network == compute.NetworkHost || len(opts.NetworkAllow) > 0:
 		if !s.opts.AllowNetwork {
-			return nil, errorf(http.StatusForbidden, CodeForbidden, "this server does not give sandboxes network access (its operator can allow it: compute serve --allow-network, server.Options.AllowNetwork)")
+			return nil, errorf(wire.CodeForbidden, "this server does not give sandboxes network access (its operator can allow it: compute serve --allow-network, server.Options.AllowNetwork)")
 		}
 		if !s.authenticated() {
 			// A sandbox with network reaches this machine's loopback,
 			// where a server without a token takes anyone's orders.
-			return nil, errorf(http.StatusForbidden, CodeForbidden, "this server has no token, so it gives no sandbox network access: a sandbox with network could call this server's API as if it were this machine. Its operator must set a token (compute serve --token or $COMPUTE_TOKEN, server.Options.Token or Tokens) to allow network")
+			return nil, errorf(wire.CodeForbidden, "this server has no token, so it gives no sandbox network access: a sandbox with network could call this server's API as if it were this machine. Its operator must set a token (compute serve --token or $COMPUTE_TOKEN, server.Options.Token or Tokens) to allow network")
 		}
 	case opts.Network == compute.NetworkDefault && (!s.opts.AllowNetwork || !s.authenticated()):
 		opts.Network = compute.NetworkNone
@@ -108,7 +108,7 @@ func (s *Server) reserve(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		if attempt > 0 {
-			return errorf(http.StatusTooManyRequests, CodeLimit, "this server already holds its maximum of %d sandboxes; destroy one first", s.opts.MaxSandboxes)
+			return errorf(wire.CodeLimit, "this server already holds its maximum of %d sandboxes; destroy one first", s.opts.MaxSandboxes)
 		}
 		// Some may have ended on their own.
 		s.prune(ctx)

@@ -14,6 +14,7 @@ import (
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // counting is a provider that counts the sandboxes alive at its core:
@@ -114,7 +115,7 @@ func racingCreatesAndLists(t *testing.T, limit, creators, lists int) {
 					t.Errorf("list: %d %v", code, m)
 					return
 				}
-				var l server.SandboxList
+				var l wire.SandboxList
 				if code := e.v1("GET", "/sandboxes", nil, &l); code != 200 {
 					t.Errorf("v1 list: %d", code)
 					return
@@ -134,8 +135,8 @@ func racingCreatesAndLists(t *testing.T, limit, creators, lists int) {
 				code, m = e.seed(map[string]any{"action": "compute.sandbox.create"})
 				id, _ = m["sandboxId"].(string)
 			} else {
-				var info server.SandboxInfo
-				code = e.v1("POST", "/sandboxes", server.CreateRequest{}, &info)
+				var info wire.SandboxInfo
+				code = e.v1("POST", "/sandboxes", wire.CreateRequest{}, &info)
 				if code == http.StatusCreated {
 					code, id = 200, info.ID
 				}

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // Replies are written as a stream: what a reply carries in bulk (a
@@ -267,7 +268,7 @@ func (s *Server) checkListing(path string, list []compute.FileInfo) error {
 	for i := range list {
 		n += listingEntryBytes + jsonLen([]byte(list[i].Name)) + jsonLen([]byte(list[i].Path))
 		if n > s.opts.MaxOutputBytes {
-			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
+			return errorf(wire.CodeTooLarge,
 				"the listing of %s (%d entries) is larger than the %d bytes a reply holds; list it in parts with a command (find, ls) and read the output",
 				path, len(list), s.opts.MaxOutputBytes)
 		}

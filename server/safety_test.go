@@ -12,6 +12,7 @@ import (
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 func TestAuth(t *testing.T) {
@@ -33,7 +34,7 @@ func TestAuth(t *testing.T) {
 		{"LowercaseScheme", "bearer " + token, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			resp := e.request("POST", server.SeedPath, strings.NewReader(list), "Authorization", c.auth)
+			resp := e.request("POST", wire.ProtocolPath, strings.NewReader(list), "Authorization", c.auth)
 			m := decode(t, resp)
 			if c.ok {
 				if resp.StatusCode != 200 || m["success"] != true {
@@ -44,21 +45,21 @@ func TestAuth(t *testing.T) {
 			if resp.StatusCode != 401 || m["success"] != false || !strings.Contains(m["error"].(string), "bearer token") || resp.Header.Get("WWW-Authenticate") == "" {
 				t.Errorf("status %d %v (WWW-Authenticate %q); want 401 in the seed's shape with a challenge", resp.StatusCode, m, resp.Header.Get("WWW-Authenticate"))
 			}
-			resp = e.request("GET", server.V1Path+"/sandboxes", nil, "Authorization", c.auth)
+			resp = e.request("GET", wire.V1Path+"/sandboxes", nil, "Authorization", c.auth)
 			m = decode(t, resp)
-			if resp.StatusCode != 401 || m["code"] != server.CodeUnauthorized {
+			if resp.StatusCode != 401 || m["code"] != wire.CodeUnauthorized {
 				t.Errorf("v1: status %d %v; want 401 unauthorized", resp.StatusCode, m)
 			}
 		})
 	}
 	// Refused before anything else: no method or JSON check leaks.
-	resp := e.request("GET", server.SeedPath, nil, "Authorization", "")
+	resp := e.request("GET", wire.ProtocolPath, nil, "Authorization", "")
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Errorf("GET without a token: %d; want 401 before 405", resp.StatusCode)
 	}
 	// The OpenAPI document and the health check need no token.
-	for _, p := range []string{server.OpenAPIPath, server.HealthPath} {
+	for _, p := range []string{wire.OpenAPIPath, wire.HealthPath} {
 		resp := e.request("GET", p, nil, "Authorization", "")
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
@@ -76,7 +77,7 @@ func TestBodyLimits(t *testing.T) {
 	if code != 413 || m["success"] != false || !strings.Contains(m["error"].(string), "1000 bytes") {
 		t.Errorf("seed body over MaxBodyBytes: %d %v; want 413 in the seed's shape", code, m)
 	}
-	e.v1Err("POST", "/sandboxes/"+id+"/exec", server.ExecRequest{Argv: []string{"echo", strings.Repeat("x", 2000)}}, 413, server.CodeTooLarge)
+	e.v1Err("POST", "/sandboxes/"+id+"/exec", wire.ExecRequest{Argv: []string{"echo", strings.Repeat("x", 2000)}}, 413, wire.CodeTooLarge)
 
 	// runCommand keeps MaxOutputBytes of each stream and says it dropped
 	// the rest.
@@ -105,12 +106,12 @@ func TestBodyLimits(t *testing.T) {
 	resp.Body.Close()
 	resp = e.request("PUT", filesPath(id, "files", "up"), bytes.NewReader(make([]byte, 6000)))
 	m = decode(t, resp)
-	if resp.StatusCode != 413 || m["code"] != server.CodeTooLarge {
+	if resp.StatusCode != 413 || m["code"] != wire.CodeTooLarge {
 		t.Errorf("upload of 6000 bytes with Content-Length: %d %v; want 413", resp.StatusCode, m)
 	}
 	resp = e.request("PUT", filesPath(id, "files", "up"), io.MultiReader(strings.NewReader(strings.Repeat("n", 6000))))
 	m = decode(t, resp)
-	if resp.StatusCode != 413 || m["code"] != server.CodeTooLarge {
+	if resp.StatusCode != 413 || m["code"] != wire.CodeTooLarge {
 		t.Errorf("chunked upload of 6000 bytes: %d %v; want 413", resp.StatusCode, m)
 	}
 	if got := e.shell(id, "cat up"); got != "old" {
@@ -128,7 +129,7 @@ func TestMaxSandboxes(t *testing.T) {
 	if code != 429 || !strings.Contains(m["error"].(string), "maximum of 2") {
 		t.Errorf("third create with MaxSandboxes 2: %d %v; want 429", code, m)
 	}
-	e.v1Err("POST", "/sandboxes", server.CreateRequest{}, 429, server.CodeLimit)
+	e.v1Err("POST", "/sandboxes", wire.CreateRequest{}, 429, wire.CodeLimit)
 	e.seedOK(map[string]any{"action": "compute.sandbox.destroy", "sandboxId": a})
 	e.create()
 	// The expired sandbox frees its place.
@@ -156,9 +157,9 @@ func TestRequestTimeout(t *testing.T) {
 	e.noSleep(id, "60.777777")
 
 	// An exec stream ends with an error event, its process killed.
-	s := e.exec(id, server.ExecRequest{Argv: []string{"sleep", "60.787878"}})
+	s := e.exec(id, wire.ExecRequest{Argv: []string{"sleep", "60.787878"}})
 	_, _, last := s.rest()
-	if last.Type != server.EventError || last.Code != server.CodeTimeout {
+	if last.Type != wire.EventError || last.Code != wire.CodeTimeout {
 		t.Errorf("stream past RequestTimeout ended with %+v; want an error event with code timeout", last)
 	}
 	e.noSleep(id, "60.787878")
@@ -170,7 +171,7 @@ func TestIdleReaping(t *testing.T) {
 	idle := e.create()
 	busy := e.create()
 	// A running exec stream keeps its sandbox in use past the idle time.
-	s := e.exec(busy, server.ExecRequest{Argv: []string{"sh", "-c", "sleep 1.5; echo still here"}})
+	s := e.exec(busy, wire.ExecRequest{Argv: []string{"sh", "-c", "sleep 1.5; echo still here"}})
 	// Polled through the provider: a request for the sandbox would use it.
 	eventually(t, 30*time.Second, "the idle sandbox is reaped", func() bool {
 		_, err := e.p.Get(t.Context(), idle)
@@ -196,16 +197,16 @@ func TestNetworkPolicy(t *testing.T) {
 	t.Parallel()
 	const token = "network-policy-token-0123456789"
 	e := start(t, nil, server.Options{AllowNetwork: true, Token: token})
-	var info server.SandboxInfo
-	if code := e.v1("POST", "/sandboxes", server.CreateRequest{Network: "host"}, &info); code != 201 {
+	var info wire.SandboxInfo
+	if code := e.v1("POST", "/sandboxes", wire.CreateRequest{Network: "host"}, &info); code != 201 {
 		t.Errorf("create with network host on a server that allows it: %d; want 201", code)
 	}
-	if code := e.v1("POST", "/sandboxes", server.CreateRequest{NetworkAllow: []string{"127.0.0.1:9"}}, &info); code != 201 {
+	if code := e.v1("POST", "/sandboxes", wire.CreateRequest{NetworkAllow: []string{"127.0.0.1:9"}}, &info); code != 201 {
 		t.Errorf("create with an allowlist on a server that allows network: %d; want 201", code)
 	}
-	e.v1Err("POST", "/sandboxes", server.CreateRequest{Network: "host", NetworkAllow: []string{"127.0.0.1:9"}}, 400, server.CodeBadRequest)
+	e.v1Err("POST", "/sandboxes", wire.CreateRequest{Network: "host", NetworkAllow: []string{"127.0.0.1:9"}}, 400, wire.CodeBadRequest)
 	off := start(t, nil, server.Options{Token: token})
-	off.v1Err("POST", "/sandboxes", server.CreateRequest{Network: "host"}, 403, server.CodeForbidden)
+	off.v1Err("POST", "/sandboxes", wire.CreateRequest{Network: "host"}, 403, wire.CodeForbidden)
 }
 
 // TestNoTokenNoNetwork is the regression test for "a token-less server
@@ -218,8 +219,8 @@ func TestNetworkPolicy(t *testing.T) {
 func TestNoTokenNoNetwork(t *testing.T) {
 	t.Parallel()
 	open := start(t, nil, server.Options{AllowNetwork: true})
-	for _, req := range []server.CreateRequest{{Network: "host"}, {NetworkAllow: []string{"127.0.0.1:" + port(open.ts.URL)}}} {
-		er := open.v1Err("POST", "/sandboxes", req, 403, server.CodeForbidden)
+	for _, req := range []wire.CreateRequest{{Network: "host"}, {NetworkAllow: []string{"127.0.0.1:" + port(open.ts.URL)}}} {
+		er := open.v1Err("POST", "/sandboxes", req, 403, wire.CodeForbidden)
 		if !strings.Contains(er.Error, "token") {
 			t.Errorf("create %+v on a server without a token: %q; want a refusal that says to set a token", req, er.Error)
 		}
@@ -241,7 +242,7 @@ except Exception:
 	script := func(url string) map[string]any {
 		return map[string]any{"action": "compute.sandbox.runCommand", "command": "python3", "args": []string{"-c", call, url}}
 	}
-	req := script(open.ts.URL + server.SeedPath)
+	req := script(open.ts.URL + wire.ProtocolPath)
 	req["sandboxId"] = m["sandboxId"]
 	res := open.seedOK(req)["result"].(map[string]any)
 	if strings.TrimSpace(res["stdout"].(string)) != "unreachable" {
@@ -251,11 +252,11 @@ except Exception:
 	// With a token, a host-network sandbox reaches the port but is refused.
 	const token = "sandbox-cannot-know-this-0123456789"
 	guarded := start(t, nil, server.Options{AllowNetwork: true, Token: token})
-	var info server.SandboxInfo
-	if code := guarded.v1("POST", "/sandboxes", server.CreateRequest{Network: "host"}, &info); code != 201 {
+	var info wire.SandboxInfo
+	if code := guarded.v1("POST", "/sandboxes", wire.CreateRequest{Network: "host"}, &info); code != 201 {
 		t.Fatalf("host-network create with a token: %d", code)
 	}
-	req = script(guarded.ts.URL + server.SeedPath)
+	req = script(guarded.ts.URL + wire.ProtocolPath)
 	req["sandboxId"] = info.ID
 	res = guarded.seedOK(req)["result"].(map[string]any)
 	if strings.TrimSpace(res["stdout"].(string)) != "401" {
@@ -292,11 +293,12 @@ func TestProviderFailures(t *testing.T) {
 		code   string
 		msg    string
 	}{
-		{"Failure", failing{base, errors.New("backend exploded"), false}, 500, server.CodeInternal, "backend exploded"},
-		{"Quota", failing{base, compute.ErrQuotaExceeded, false}, 429, server.CodeLimit, "quota exceeded"},
-		{"Unsupported", failing{base, compute.ErrUnsupported, false}, 501, server.CodeUnsupported, "not supported by this provider"},
-		{"Auth", failing{base, compute.ErrAuthentication, false}, 500, server.CodeInternal, "authentication failed"},
-		{"Panic", failing{base, nil, true}, 500, server.CodeInternal, "internal server error (logged by the server)"},
+		{"Failure", failing{base, errors.New("backend exploded"), false}, 500, wire.CodeInternal, "backend exploded"},
+		{"Quota", failing{base, compute.ErrQuotaExceeded, false}, 429, wire.CodeLimit, "quota exceeded"},
+		{"Unsupported", failing{base, compute.ErrUnsupported, false}, 501, wire.CodeUnsupported, "not supported by this provider"},
+		{"Auth", failing{base, compute.ErrAuthentication, false}, 500, wire.CodeProviderAuthentication, "authentication failed"},
+		{"MissingCredentials", failing{base, compute.ErrMissingCredentials, false}, 500, wire.CodeMissingCredentials, "missing credentials"},
+		{"Panic", failing{base, nil, true}, 500, wire.CodeInternal, "internal server error (logged by the server)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -305,7 +307,7 @@ func TestProviderFailures(t *testing.T) {
 			if code != c.status || m["success"] != false || !strings.Contains(m["error"].(string), c.msg) || strings.Contains(m["error"].(string), "goroutine") {
 				t.Errorf("seed create: %d %v; want %d with %q and no stack", code, m, c.status, c.msg)
 			}
-			er := e.v1Err("POST", "/sandboxes", server.CreateRequest{}, c.status, c.code)
+			er := e.v1Err("POST", "/sandboxes", wire.CreateRequest{}, c.status, c.code)
 			if !strings.Contains(er.Error, c.msg) {
 				t.Errorf("v1 create: %+v; want %q", er, c.msg)
 			}
@@ -329,7 +331,7 @@ func TestAccessLog(t *testing.T) {
 	for _, r := range e.logs.records() {
 		if r["msg"] == "request" && r["action"] == "compute.sandbox.runCode" {
 			found = true
-			if r["status"] != 400.0 || r["sandbox"] != id || r["error"] != "code is required" || r["method"] != "POST" || r["path"] != server.SeedPath || r["duration"] == nil || r["remote"] == nil {
+			if r["status"] != 400.0 || r["sandbox"] != id || r["error"] != "code is required" || r["method"] != "POST" || r["path"] != wire.ProtocolPath || r["duration"] == nil || r["remote"] == nil {
 				t.Errorf("access-log record %v; want method, path, status 400, action, sandbox, error, duration, remote", r)
 			}
 		}
@@ -378,9 +380,9 @@ func TestOutOfMemory(t *testing.T) {
 	t.Parallel()
 	e := start(t, oom{newLocal(t)}, server.Options{})
 	id := e.create()
-	s := e.exec(id, server.ExecRequest{Argv: []string{"echo", "hi"}})
+	s := e.exec(id, wire.ExecRequest{Argv: []string{"echo", "hi"}})
 	out, _, last := s.rest()
-	if out != "hi\n" || exitCode(last) != 137 || last.Code != server.CodeOutOfMemory || !strings.Contains(last.Error, "memory limit") {
+	if out != "hi\n" || exitCode(last) != 137 || last.Code != wire.CodeOutOfMemory || !strings.Contains(last.Error, "memory limit") {
 		t.Errorf("stream of an OOM-killed command: %q, %+v; want its output, then exit 137 with code out_of_memory", out, last)
 	}
 	code, m := e.seed(map[string]any{"action": "compute.sandbox.runCommand", "sandboxId": id, "command": "echo"})

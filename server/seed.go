@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // The seed's actions.
@@ -206,7 +207,7 @@ type seedSandbox struct {
 func (s *Server) handleSeed(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Only POST requests are supported")
+		return errorf(wire.CodeMethodNotAllowed, "Only POST requests are supported")
 	}
 	var req seedRequest
 	if err := s.readJSON(w, r, &req); err != nil {
@@ -481,9 +482,9 @@ func (s *Server) seedReadFile(ctx context.Context, sb *compute.Sandbox, fsys *co
 	}
 	tooLarge := func(what string) error {
 		q := url.Values{"path": {path}}
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
+		return errorf(wire.CodeTooLarge,
 			"%s is %s, more than the %d bytes a readFile reply holds; download it with GET %s/sandboxes/%s/files?%s",
-			path, what, limit, V1Path, url.PathEscape(sb.ID()), q.Encode())
+			path, what, limit, wire.V1Path, url.PathEscape(sb.ID()), q.Encode())
 	}
 	if buf.dropped > 0 {
 		return nil, tooLarge(fmt.Sprintf("larger than %d bytes", limit))

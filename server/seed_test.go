@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // keys returns a reply's field names, sorted.
@@ -233,10 +234,10 @@ func TestSeedErrors(t *testing.T) {
 
 	t.Run("MethodNotAllowed", func(t *testing.T) {
 		for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
-			resp := e.request(method, server.SeedPath, nil)
+			resp := e.request(method, wire.ProtocolPath, nil)
 			m := decode(t, resp)
 			if resp.StatusCode != 405 || m["error"] != "Only POST requests are supported" || m["success"] != false || m["sandboxId"] != "" || m["provider"] != "local" || resp.Header.Get("Allow") != "POST" {
-				t.Errorf("%s %s: %d %v (Allow %q); want 405 with the seed's reply and Allow: POST", method, server.SeedPath, resp.StatusCode, m, resp.Header.Get("Allow"))
+				t.Errorf("%s %s: %d %v (Allow %q); want 405 with the seed's reply and Allow: POST", method, wire.ProtocolPath, resp.StatusCode, m, resp.Header.Get("Allow"))
 			}
 		}
 	})
@@ -310,7 +311,7 @@ func TestSeedBackground(t *testing.T) {
 	eventually(t, 30*time.Second, "the background command writes bg.txt", func() bool {
 		return e.seedOK(map[string]any{"action": "compute.sandbox.filesystem.exists", "sandboxId": id, "path": "bg.txt"})["exists"] == true
 	})
-	var list server.ProcessList
+	var list wire.ProcessList
 	if code := e.v1("GET", "/sandboxes/"+id+"/processes", nil, &list); code != 200 || len(list.Processes) != 1 || list.Processes[0].PID != int64(pid) || list.Processes[0].Attached {
 		t.Fatalf("processes: %d %+v; want the background process, not attached", code, list)
 	}
@@ -318,7 +319,7 @@ func TestSeedBackground(t *testing.T) {
 		t.Errorf("kill: status %d; want 204", code)
 	}
 	eventually(t, 30*time.Second, "the killed background process leaves the list", func() bool {
-		var list server.ProcessList
+		var list wire.ProcessList
 		e.v1("GET", "/sandboxes/"+id+"/processes", nil, &list)
 		return len(list.Processes) == 0
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // A server made without a Logger writes no line per request: a library
@@ -29,7 +30,7 @@ func TestNoAccessLogUnlessAsked(t *testing.T) {
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	for range 3 {
-		resp, err := http.Post(ts.URL+server.SeedPath, "application/json", strings.NewReader(`{"action":"compute.sandbox.list"}`))
+		resp, err := http.Post(ts.URL+wire.ProtocolPath, "application/json", strings.NewReader(`{"action":"compute.sandbox.list"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +45,7 @@ func TestNoAccessLogUnlessAsked(t *testing.T) {
 	defer srv2.Close()
 	ts2 := httptest.NewServer(srv2)
 	defer ts2.Close()
-	resp, err := http.Post(ts2.URL+server.SeedPath, "application/json", strings.NewReader(`{"action":"compute.sandbox.list"}`))
+	resp, err := http.Post(ts2.URL+wire.ProtocolPath, "application/json", strings.NewReader(`{"action":"compute.sandbox.list"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // agents returns the pids of the local provider's sandbox agents among
@@ -58,11 +59,11 @@ func TestShutdown(t *testing.T) {
 	e := &env{t: t, p: p, srv: srv, ts: ts, logs: &logBuffer{}}
 
 	a := e.create()
-	var info server.SandboxInfo
-	e.v1("POST", "/sandboxes", server.CreateRequest{}, &info)
+	var info wire.SandboxInfo
+	e.v1("POST", "/sandboxes", wire.CreateRequest{}, &info)
 	b := info.ID
 	e.seedOK(map[string]any{"action": "compute.sandbox.runCommand", "sandboxId": a, "command": "sleep", "args": []string{"60.919191"}, "commandOptions": map[string]any{"background": true}})
-	stream := e.exec(b, server.ExecRequest{Argv: []string{"sh", "-c", "sleep 60.929292 & sleep 60.929292"}})
+	stream := e.exec(b, wire.ExecRequest{Argv: []string{"sh", "-c", "sleep 60.929292 & sleep 60.929292"}})
 	if n := len(agents(t)); n < len(before)+2 {
 		t.Fatalf("%d sandbox agents with two sandboxes; want at least %d", n, len(before)+2)
 	}
@@ -86,15 +87,15 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("the request in flight got %q; want it finished normally (200)", got)
 	}
 	// The stream ends with an error event (or is cut).
-	var last server.Event
+	var last wire.Event
 	for {
-		var ev server.Event
+		var ev wire.Event
 		if err := stream.dec.Decode(&ev); err != nil {
 			break
 		}
 		last = ev
 	}
-	if last.Type == server.EventExit {
+	if last.Type == wire.EventExit {
 		t.Errorf("the cancelled stream ended with %+v; want an error event or a cut stream", last)
 	}
 
@@ -110,14 +111,14 @@ func TestShutdown(t *testing.T) {
 	eventually(t, 10*time.Second, "no sandbox agent left", func() bool { return len(agents(t)) <= len(before) })
 
 	// Refused from now on.
-	resp := e.request("POST", server.SeedPath, jsonBody(map[string]any{"action": "compute.sandbox.list"}))
+	resp := e.request("POST", wire.ProtocolPath, jsonBody(map[string]any{"action": "compute.sandbox.list"}))
 	var m map[string]any
 	json.NewDecoder(resp.Body).Decode(&m)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || m["success"] != false || m["error"] != "the server is shutting down" {
 		t.Errorf("a request after Shutdown: %d %v; want 503", resp.StatusCode, m)
 	}
-	resp = e.request("GET", server.HealthPath, nil)
+	resp = e.request("GET", wire.HealthPath, nil)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("health after Shutdown: %d; want 503", resp.StatusCode)

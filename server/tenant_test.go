@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 const (
@@ -33,8 +34,8 @@ func TestTenants(t *testing.T) {
 	e := start(t, nil, server.Options{Tokens: map[string]string{aliceToken: "alice", bobToken: "bob", adminToken: server.AdminTenant}})
 	alice, bob, admin := e.as(aliceToken), e.as(bobToken), e.as(adminToken)
 	a := alice.create()
-	var bInfo server.SandboxInfo
-	if code := bob.v1("POST", "/sandboxes", server.CreateRequest{}, &bInfo); code != 201 {
+	var bInfo wire.SandboxInfo
+	if code := bob.v1("POST", "/sandboxes", wire.CreateRequest{}, &bInfo); code != 201 {
 		t.Fatalf("bob's create: %d", code)
 	}
 	b := bInfo.ID
@@ -46,7 +47,7 @@ func TestTenants(t *testing.T) {
 		for _, s := range m["sandboxes"].([]any) {
 			out = append(out, s.(map[string]any)["sandboxId"].(string))
 		}
-		var l server.SandboxList
+		var l wire.SandboxList
 		env.v1("GET", "/sandboxes", nil, &l)
 		if len(l.Sandboxes) != len(out) {
 			t.Errorf("v1 list has %d sandboxes, seed list %d", len(l.Sandboxes), len(out))
@@ -103,9 +104,9 @@ func TestTenants(t *testing.T) {
 	} {
 		var in any
 		if c.method == "POST" && strings.HasSuffix(c.path, "/exec") {
-			in = server.ExecRequest{Argv: []string{"true"}}
+			in = wire.ExecRequest{Argv: []string{"true"}}
 		}
-		alice.v1Err(c.method, c.path, in, 404, server.CodeSandboxNotFound)
+		alice.v1Err(c.method, c.path, in, 404, wire.CodeSandboxNotFound)
 	}
 	// Destroying it is the no-op an unknown id gets, and bob keeps it.
 	alice.seedOK(map[string]any{"action": "compute.sandbox.destroy", "sandboxId": b})
@@ -188,7 +189,7 @@ func TestNoTokenServesOnlyThisMachine(t *testing.T) {
 		{"127.0.0.1:5000", "127.0.0.1:8080", "https://evil.example", 403},
 		{"127.0.0.1:5000", "127.0.0.1:8080", "null", 403},
 	} {
-		req := httptest.NewRequest("POST", server.SeedPath, strings.NewReader(`{"action":"compute.sandbox.list"}`))
+		req := httptest.NewRequest("POST", wire.ProtocolPath, strings.NewReader(`{"action":"compute.sandbox.list"}`))
 		req.RemoteAddr, req.Host = c.remote, c.host
 		if c.origin != "" {
 			req.Header.Set("Origin", c.origin)
@@ -202,7 +203,7 @@ func TestNoTokenServesOnlyThisMachine(t *testing.T) {
 	// Behind an authenticating proxy of one's own, it can be opened.
 	open := server.New(newLocal(t), server.Options{AllowUnauthenticatedRemote: true, Logger: slog.New(slog.DiscardHandler)})
 	defer open.Close()
-	req := httptest.NewRequest("POST", server.SeedPath, strings.NewReader(`{"action":"compute.sandbox.list"}`))
+	req := httptest.NewRequest("POST", wire.ProtocolPath, strings.NewReader(`{"action":"compute.sandbox.list"}`))
 	rec := httptest.NewRecorder()
 	open.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK {

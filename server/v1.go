@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // routes registers the v1 endpoints.
@@ -22,10 +23,10 @@ func (s *Server) routes() {
 
 // routeTable is every v1 endpoint, by ServeMux pattern.
 func (s *Server) routeTable() map[string]func(http.ResponseWriter, *http.Request) error {
-	sb := V1Path + "/sandboxes/{id}"
+	sb := wire.V1Path + "/sandboxes/{id}"
 	return map[string]func(http.ResponseWriter, *http.Request) error{
-		"POST " + V1Path + "/sandboxes":         s.v1Create,
-		"GET " + V1Path + "/sandboxes":          s.v1List,
+		"POST " + wire.V1Path + "/sandboxes":    s.v1Create,
+		"GET " + wire.V1Path + "/sandboxes":     s.v1List,
 		"GET " + sb:                             s.v1Info,
 		"DELETE " + sb:                          s.v1Destroy,
 		"POST " + sb + "/exec":                  s.v1Exec,
@@ -57,7 +58,7 @@ func (v *v1Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) infoOf(ctx context.Context, e *entry) (*SandboxInfo, error) {
+func (s *Server) infoOf(ctx context.Context, e *entry) (*wire.SandboxInfo, error) {
 	info, err := e.sb.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -66,23 +67,14 @@ func (s *Server) infoOf(ctx context.Context, e *entry) (*SandboxInfo, error) {
 	if rt == "" {
 		rt = e.runtime
 	}
-	wi := NewSandboxInfo(info)
+	wi := wire.NewSandboxInfo(info)
 	wi.Provider, wi.Runtime = s.provider, string(rt)
 	return &wi, nil
 }
 
-// NewSandboxInfo returns info in the shape the v1 API sends it: lower-case
-// names, times in UTC, durations in milliseconds.
-func NewSandboxInfo(info *compute.Info) SandboxInfo {
-	return SandboxInfo{
-		ID: info.ID, Provider: info.Provider, Name: info.Name, Status: string(info.Status), Runtime: string(info.Runtime),
-		CreatedAt: info.CreatedAt.UTC(), Timeout: toMillis(info.Timeout), Metadata: info.Metadata, Limits: info.Limits,
-	}
-}
-
 func (s *Server) v1Create(w http.ResponseWriter, r *http.Request) error {
 	annotate(r, "create", "")
-	var req CreateRequest
+	var req wire.CreateRequest
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
@@ -140,7 +132,7 @@ func (s *Server) v1List(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := SandboxList{Sandboxes: []SandboxInfo{}}
+	out := wire.SandboxList{Sandboxes: []wire.SandboxInfo{}}
 	for _, e := range entries {
 		info, err := s.infoOf(r.Context(), e)
 		if err != nil {
@@ -256,13 +248,13 @@ func (s *Server) v1Upload(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	if r.ContentLength > s.opts.MaxFileBytes {
-		return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "file of %d bytes is larger than the server's limit of %d bytes", r.ContentLength, s.opts.MaxFileBytes)
+		return errorf(wire.CodeTooLarge, "file of %d bytes is larger than the server's limit of %d bytes", r.ContentLength, s.opts.MaxFileBytes)
 	}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxFileBytes)
 	if err := e.sb.Filesystem().Write(r.Context(), path, body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "file is larger than the server's limit of %d bytes; the old content was kept", s.opts.MaxFileBytes)
+			return errorf(wire.CodeTooLarge, "file is larger than the server's limit of %d bytes; the old content was kept", s.opts.MaxFileBytes)
 		}
 		s.gone(e, err)
 		return err
@@ -299,8 +291,8 @@ func (s *Server) v1Mkdir(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func fileInfoOf(fi *compute.FileInfo) FileInfo {
-	return FileInfo{Name: fi.Name, Path: fi.Path, IsDir: fi.IsDir, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime.UTC()}
+func fileInfoOf(fi *compute.FileInfo) wire.FileInfo {
+	return wire.FileInfo{Name: fi.Name, Path: fi.Path, IsDir: fi.IsDir, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime.UTC()}
 }
 
 func (s *Server) v1Stat(w http.ResponseWriter, r *http.Request) error {
@@ -361,7 +353,7 @@ func (s *Server) findProc(r *http.Request, op string) (*proc, error) {
 	pc := s.procs[pid]
 	s.mu.Unlock()
 	if pc == nil || pc.sandbox != id {
-		return nil, errorf(http.StatusNotFound, CodeProcessNotFound, "process %d of sandbox %s not found (it may have exited)", pid, id)
+		return nil, errorf(wire.CodeProcessNotFound, "process %d of sandbox %s not found (it may have exited)", pid, id)
 	}
 	return pc, nil
 }
@@ -384,10 +376,10 @@ func (s *Server) v1Stdin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if pc.stdin == nil {
-		return errorf(http.StatusConflict, CodeConflict, "process %d was not started with stdinStream", pc.pid)
+		return errorf(wire.CodeConflict, "process %d was not started with stdinStream", pc.pid)
 	}
 	if !pc.stdinTaken.CompareAndSwap(false, true) {
-		return errorf(http.StatusConflict, CodeConflict, "the standard input of process %d is already being sent", pc.pid)
+		return errorf(wire.CodeConflict, "the standard input of process %d is already being sent", pc.pid)
 	}
 	// Copy until the body ends (EOF for the process) or the process exits
 	// (its end of the pipe is closed; the rest of the body is not read).
@@ -405,15 +397,15 @@ func (s *Server) v1Processes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	out := ProcessList{Processes: []ProcessInfo{}}
+	out := wire.ProcessList{Processes: []wire.ProcessInfo{}}
 	s.mu.Lock()
 	for _, pc := range s.procs {
 		if pc.sandbox == id {
-			out.Processes = append(out.Processes, ProcessInfo{PID: pc.pid, Argv: pc.argv, StartedAt: pc.started.UTC(), Attached: pc.attached})
+			out.Processes = append(out.Processes, wire.ProcessInfo{PID: pc.pid, Argv: pc.argv, StartedAt: pc.started.UTC(), Attached: pc.attached})
 		}
 	}
 	s.mu.Unlock()
-	slices.SortFunc(out.Processes, func(a, b ProcessInfo) int { return cmp.Compare(a.PID, b.PID) })
+	slices.SortFunc(out.Processes, func(a, b wire.ProcessInfo) int { return cmp.Compare(a.PID, b.PID) })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

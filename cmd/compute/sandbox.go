@@ -21,7 +21,7 @@ import (
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/modal"
-	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // newModal starts the Modal provider, with the SDK's own configuration
@@ -326,9 +326,9 @@ created in its app. One line each: id, status, age, name.`,
 				wg.Wait()
 				sort.Slice(infos, func(i, j int) bool { return infos[i].CreatedAt.After(infos[j].CreatedAt) })
 				if f.json {
-					out := make([]server.SandboxInfo, len(infos))
+					out := make([]wire.SandboxInfo, len(infos))
 					for i, info := range infos {
-						out[i] = server.NewSandboxInfo(info)
+						out[i] = wire.NewSandboxInfo(info)
 					}
 					return writeJSON(a.stdout, out)
 				}
@@ -384,7 +384,7 @@ func (a *app) sandboxInfoCommand() *cobra.Command {
 					return err
 				}
 				if f.json {
-					return writeJSON(a.stdout, server.NewSandboxInfo(info))
+					return writeJSON(a.stdout, wire.NewSandboxInfo(info))
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "id:\t%s\nprovider:\t%s\nstatus:\t%s\n", info.ID, info.Provider, info.Status)

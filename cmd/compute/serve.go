@@ -19,6 +19,7 @@ import (
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/remote"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 // tokenEnv is where serve, and run/exec --server, find the token when no
@@ -232,9 +233,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		fmt.Fprintf(a.stdout, "listening on %s\n", base)
 	}
 	fmt.Fprintf(a.stdout, "  provider:      %s\n", p.Name())
-	fmt.Fprintf(a.stdout, "  seed protocol: POST %s%s\n", base, server.SeedPath)
-	fmt.Fprintf(a.stdout, "  v1 endpoints:  %s%s/...\n", base, server.V1Path)
-	fmt.Fprintf(a.stdout, "  OpenAPI:       GET  %s%s\n", base, server.OpenAPIPath)
+	fmt.Fprintf(a.stdout, "  seed protocol: POST %s%s\n", base, wire.ProtocolPath)
+	fmt.Fprintf(a.stdout, "  v1 endpoints:  %s%s/...\n", base, wire.V1Path)
+	fmt.Fprintf(a.stdout, "  OpenAPI:       GET  %s%s\n", base, wire.OpenAPIPath)
 	fmt.Fprintf(a.stdout, "  token:         %s\n", auth)
 	fmt.Fprintf(a.stdout, "  clients:       compute exec --server %s -- CMD; remote.New(%q, token)\n", base, base)
 

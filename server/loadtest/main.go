@@ -41,6 +41,7 @@ import (
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/remote"
 	"github.com/computesdk-go/compute/server"
+	"github.com/computesdk-go/compute/server/wire"
 )
 
 var ops = []string{"create", "runCommand", "writeFile", "readFile", "destroy"}
@@ -234,7 +235,7 @@ type seedClient struct {
 func newSeedClient(url, token string, conns int) *seedClient {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = conns
-	return &seedClient{url: url + server.SeedPath, token: token, client: &http.Client{Transport: t}}
+	return &seedClient{url: url + wire.ProtocolPath, token: token, client: &http.Client{Transport: t}}
 }
 
 func (s *seedClient) post(ctx context.Context, body map[string]any) (map[string]any, error) {

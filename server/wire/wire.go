@@ -1,14 +1,23 @@
-package server
+// Package wire holds what a compute server and its clients agree on: the
+// paths the server answers, the JSON shapes of its v1 endpoints, the event
+// types of an exec stream, and the error codes with their HTTP statuses
+// and the errors they stand for (see Code and Err). Package server speaks
+// it; package remote is a client that needs nothing else. The server's
+// openapi.json documents the same shapes for every other language.
+package wire
 
-import "time"
+import (
+	"time"
 
-// Paths the Server answers. The seed protocol is one endpoint; the v1
-// extensions live under V1Path. They are fixed: mount the Server at the
-// root of a mux ("/api/compute/" and "/api/compute"), or use SeedHandler to
-// answer the seed protocol at a path of your own.
+	"github.com/computesdk-go/compute"
+)
+
+// Paths a compute server answers. The ComputeSDK request protocol is one
+// endpoint; the v1 extensions live under V1Path.
 const (
-	// SeedPath is where the seed's JSON protocol is answered (POST).
-	SeedPath = "/api/compute"
+	// ProtocolPath is where the ComputeSDK request protocol, the JSON
+	// protocol of the TypeScript handleComputeRequest, is answered (POST).
+	ProtocolPath = "/api/compute"
 	// V1Path is the prefix of the extension endpoints (streaming, raw file
 	// transfer, the filesystem calls package remote needs).
 	V1Path = "/api/compute/v1"
@@ -19,9 +28,7 @@ const (
 	HealthPath = V1Path + "/health"
 )
 
-// The JSON shapes of the v1 endpoints, exported for Go clients (package
-// remote is one). openapi.json documents the same shapes for every other
-// language. Durations are milliseconds, times ISO-8601 (RFC 3339) in UTC,
+// The JSON shapes of the v1 endpoints. Durations are milliseconds, times ISO-8601 (RFC 3339) in UTC,
 // bytes base64 (encoding/json's []byte).
 
 // CreateRequest is the body of POST /api/compute/v1/sandboxes. Every field
@@ -66,6 +73,21 @@ type SandboxInfo struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// Limits lists the limits the provider enforces, as it words them.
 	Limits []string `json:"limits,omitempty"`
+}
+
+// NewSandboxInfo returns the v1 description of a sandbox described by
+// info.
+func NewSandboxInfo(info *compute.Info) SandboxInfo {
+	return SandboxInfo{
+		ID: info.ID, Provider: info.Provider, Name: info.Name, Status: string(info.Status), Runtime: string(info.Runtime),
+		CreatedAt: info.CreatedAt.UTC(), Timeout: toMillis(info.Timeout), Metadata: info.Metadata, Limits: info.Limits,
+	}
+}
+
+// toMillis is d in milliseconds, rounded up so that a positive duration
+// never reads as 0 ("the default").
+func toMillis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // SandboxList is the reply to GET /api/compute/v1/sandboxes.
@@ -143,7 +165,7 @@ type ProcessInfo struct {
 	Argv      []string  `json:"argv"`
 	StartedAt time.Time `json:"startedAt"`
 	// Attached says a client holds the process's exec stream; a process
-	// started by the seed's background runCommand has none.
+	// started by the request protocol's background runCommand has none.
 	Attached bool `json:"attached"`
 }
 
@@ -179,28 +201,32 @@ type ErrorResponse struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Error codes of ErrorResponse.Code, with their HTTP status.
+// Error codes of ErrorResponse.Code, with their HTTP status (Status) and,
+// where one stands for an error of package compute or io/fs, that error
+// (Err, Code).
 const (
-	CodeBadRequest       = "bad_request"        // 400
-	CodeUnauthorized     = "unauthorized"       // 401
-	CodePermission       = "permission"         // 403: file permission denied
-	CodeForbidden        = "forbidden"          // 403: not allowed by the server (network access; a server without a token serves only its machine)
-	CodeNotFound         = "not_found"          // 404: no such endpoint
-	CodeSandboxNotFound  = "sandbox_not_found"  // 404
-	CodeProcessNotFound  = "process_not_found"  // 404
-	CodeNotExist         = "not_exist"          // 404: no such file
-	CodeMethodNotAllowed = "method_not_allowed" // 405
-	CodeExist            = "exist"              // 409: the file exists
-	CodeConflict         = "conflict"           // 409: stdin already attached, ...
-	CodeSandboxStopped   = "sandbox_stopped"    // 410
-	CodeTooLarge         = "too_large"          // 413: a body, upload or reply past the limits; argv and env the kernel refuses
-	CodeCommandNotFound  = "command_not_found"  // 422
-	CodeFileError        = "file_error"         // 422: not a directory, is a directory, ...
-	CodeSyntaxError      = "syntax_error"       // 422 (seed runCode)
-	CodeOutOfMemory      = "out_of_memory"      // 422 (seed runCommand, runCode; on an exec stream's exit event)
-	CodeLimit            = "limit"              // 429: too many live sandboxes
-	CodeInternal         = "internal"           // 500
-	CodeUnsupported      = "unsupported"        // 501
-	CodeUnavailable      = "unavailable"        // 503: shutting down
-	CodeTimeout          = "timeout"            // 504: the request ran past RequestTimeout
+	CodeBadRequest             = "bad_request"             // 400
+	CodeUnauthorized           = "unauthorized"            // 401: no or bad token for this server
+	CodePermission             = "permission"              // 403: file permission denied
+	CodeForbidden              = "forbidden"               // 403: not allowed by the server (network access; a server without a token serves only its machine)
+	CodeNotFound               = "not_found"               // 404: no such endpoint
+	CodeSandboxNotFound        = "sandbox_not_found"       // 404
+	CodeProcessNotFound        = "process_not_found"       // 404
+	CodeNotExist               = "not_exist"               // 404: no such file
+	CodeMethodNotAllowed       = "method_not_allowed"      // 405
+	CodeExist                  = "exist"                   // 409: the file exists
+	CodeConflict               = "conflict"                // 409: stdin already attached, ...
+	CodeSandboxStopped         = "sandbox_stopped"         // 410
+	CodeTooLarge               = "too_large"               // 413: a body, upload or reply past the limits; argv and env the kernel refuses
+	CodeCommandNotFound        = "command_not_found"       // 422
+	CodeFileError              = "file_error"              // 422: not a directory, is a directory, ...
+	CodeSyntaxError            = "syntax_error"            // 422 (runCode of the request protocol)
+	CodeOutOfMemory            = "out_of_memory"           // 422 (runCommand, runCode; on an exec stream's exit event)
+	CodeLimit                  = "limit"                   // 429: too many live sandboxes
+	CodeInternal               = "internal"                // 500
+	CodeProviderAuthentication = "provider_authentication" // 500: the provider refused the server's credentials
+	CodeMissingCredentials     = "missing_credentials"     // 500: the server has no credentials for its provider
+	CodeUnsupported            = "unsupported"             // 501
+	CodeUnavailable            = "unavailable"             // 503: shutting down
+	CodeTimeout                = "timeout"                 // 504: the request ran past the server's limit
 )

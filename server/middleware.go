@@ -1,0 +1,198 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/computesdk-go/compute/server/wire"
+)
+
+// The middleware every request goes through: authentication, limits
+// (timeout, body and write deadlines), panics turned into 500s.
+
+// servePublic serves an endpoint that needs no token.
+func (s *Server) servePublic(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request) error) {
+	rw := &respWriter{ResponseWriter: w, status: http.StatusOK}
+	start := time.Now()
+	info := &reqInfo{}
+	r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, info))
+	defer s.accessLog(r, rw, info, start)
+	if err := h(rw, r); err != nil {
+		s.writeError(rw, r, flavorV1, err)
+	}
+}
+
+// serve runs one request through auth, limits and logging.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, fl flavor, h func(http.ResponseWriter, *http.Request) error) {
+	rw := &respWriter{ResponseWriter: w, status: http.StatusOK}
+	start := time.Now()
+	info := &reqInfo{}
+	ctx := context.WithValue(r.Context(), reqInfoKey{}, info)
+	r = r.WithContext(ctx)
+	defer s.accessLog(r, rw, info, start)
+
+	if !s.requests.add() {
+		w.Header().Set("Connection", "close")
+		s.writeError(rw, r, fl, errShuttingDown)
+		return
+	}
+	defer s.requests.done()
+
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("server: handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if !rw.wroteHeader {
+				s.writeError(rw, r, fl, errorf(wire.CodeInternal, "internal server error (logged by the server)"))
+			} else {
+				panic(http.ErrAbortHandler) // cut the response short rather than end it cleanly
+			}
+		}
+	}()
+
+	if !s.authenticated() && !s.opts.AllowUnauthenticatedRemote {
+		if why := notLocal(r); why != "" {
+			s.writeError(rw, r, fl, errorf(wire.CodeForbidden,
+				"this server has no token, so it serves only this machine: refused %s; its operator must set a token (compute serve --token or $COMPUTE_TOKEN, server.Options.Token)", why))
+			return
+		}
+	}
+	who, ok := s.authorize(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="compute"`)
+		s.writeError(rw, r, fl, errUnauthorized)
+		return
+	}
+	s.conns.authenticated(r)
+	ctx = context.WithValue(ctx, callerKey{}, who)
+
+	// The request's context ends at its timeout, when the client goes
+	// away, or when Shutdown gives up waiting; blocked body reads and
+	// writes are cut at the same moment.
+	var cancel context.CancelFunc
+	if s.opts.RequestTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	stopBase := context.AfterFunc(s.base, cancel)
+	defer stopBase()
+	dl := &deadlines{rc: http.NewResponseController(w), bodyDone: r.Body == nil || r.Body == http.NoBody}
+	if d, ok := ctx.Deadline(); ok {
+		if !dl.bodyDone {
+			dl.rc.SetReadDeadline(d)
+			r.Body = &deadlineBody{ReadCloser: r.Body, dl: dl}
+		}
+		dl.rc.SetWriteDeadline(d.Add(5 * time.Second))
+	} else if !dl.bodyDone {
+		r.Body = &deadlineBody{ReadCloser: r.Body, dl: dl}
+	}
+	stopDL := context.AfterFunc(ctx, dl.expire)
+	defer func() {
+		stopDL()
+		dl.finish()
+	}()
+	r = r.WithContext(ctx)
+
+	if err := h(rw, r); err != nil {
+		s.writeError(rw, r, fl, err)
+	}
+}
+
+// deadlines cuts a request's blocked body reads and writes when its
+// context ends, and never touches the connection once the handler has
+// returned (it may serve the next request by then).
+//
+// A read deadline is only ever set while the body is being read: once it
+// is read (or when there is none), net/http reads the connection in the
+// background to notice a client going away, and a read deadline firing
+// there would cancel every later request on the connection.
+type deadlines struct {
+	rc       *http.ResponseController
+	mu       sync.Mutex
+	finished bool
+	bodyDone bool
+}
+
+func (d *deadlines) expire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.finished {
+		return
+	}
+	if !d.bodyDone {
+		d.rc.SetReadDeadline(time.Now())
+	}
+	// A moment to write the reply that says what happened.
+	d.rc.SetWriteDeadline(time.Now().Add(time.Second))
+}
+
+// bodyRead is called when the body has been read to its end (or failed).
+func (d *deadlines) bodyRead() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.bodyDone && !d.finished {
+		d.rc.SetReadDeadline(time.Time{})
+	}
+	d.bodyDone = true
+}
+
+func (d *deadlines) finish() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.finished = true
+	// The read deadline stays: the server discards an unread body under
+	// it, then sets its own for the next request.
+	d.rc.SetWriteDeadline(time.Time{})
+}
+
+// deadlineBody tells deadlines when the body is over.
+type deadlineBody struct {
+	io.ReadCloser
+	dl *deadlines
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.dl.bodyRead()
+	}
+	return n, err
+}
+
+// respWriter records the status and size for the access log, and whether
+// the header went out (after which an error can no longer be a reply).
+type respWriter struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 200 {
+		w.status = code
+		w.wroteHeader = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and the deadlines.
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,114 @@
+package wire
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+
+	"github.com/computesdk-go/compute"
+)
+
+// statuses maps every error code to the HTTP status it is answered with.
+var statuses = map[string]int{
+	CodeBadRequest:             http.StatusBadRequest,
+	CodeUnauthorized:           http.StatusUnauthorized,
+	CodePermission:             http.StatusForbidden,
+	CodeForbidden:              http.StatusForbidden,
+	CodeNotFound:               http.StatusNotFound,
+	CodeSandboxNotFound:        http.StatusNotFound,
+	CodeProcessNotFound:        http.StatusNotFound,
+	CodeNotExist:               http.StatusNotFound,
+	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
+	CodeExist:                  http.StatusConflict,
+	CodeConflict:               http.StatusConflict,
+	CodeSandboxStopped:         http.StatusGone,
+	CodeTooLarge:               http.StatusRequestEntityTooLarge,
+	CodeCommandNotFound:        http.StatusUnprocessableEntity,
+	CodeFileError:              http.StatusUnprocessableEntity,
+	CodeSyntaxError:            http.StatusUnprocessableEntity,
+	CodeOutOfMemory:            http.StatusUnprocessableEntity,
+	CodeLimit:                  http.StatusTooManyRequests,
+	CodeInternal:               http.StatusInternalServerError,
+	CodeProviderAuthentication: http.StatusInternalServerError,
+	CodeMissingCredentials:     http.StatusInternalServerError,
+	CodeUnsupported:            http.StatusNotImplemented,
+	CodeUnavailable:            http.StatusServiceUnavailable,
+	CodeTimeout:                http.StatusGatewayTimeout,
+}
+
+// kinds lists the codes that stand for an error of package compute or
+// io/fs, in the order Code tries them: an error that matches several
+// gets the first.
+var kinds = []struct {
+	code string
+	err  error
+}{
+	{CodeSandboxNotFound, compute.ErrNotFound},
+	{CodeSandboxStopped, compute.ErrStopped},
+	{CodeCommandNotFound, compute.ErrCommandNotFound},
+	{CodeOutOfMemory, compute.ErrOutOfMemory},
+	{CodeTimeout, compute.ErrTimeout},
+	{CodeUnsupported, compute.ErrUnsupported},
+	{CodeLimit, compute.ErrQuotaExceeded},
+	{CodeProviderAuthentication, compute.ErrAuthentication},
+	{CodeMissingCredentials, compute.ErrMissingCredentials},
+	{CodeNotExist, fs.ErrNotExist},
+	{CodeExist, fs.ErrExist},
+	{CodePermission, fs.ErrPermission},
+	// A client also reads the server's own refusal of its token as an
+	// authentication error; Code never returns it for a provider's.
+	{CodeUnauthorized, compute.ErrAuthentication},
+}
+
+// byStatus is what a reply without a code this package knows stands for,
+// by its status: the replies of a proxy in front of the server, or of a
+// server newer than this package.
+var byStatus = map[int]error{
+	http.StatusUnauthorized:    compute.ErrAuthentication,
+	http.StatusTooManyRequests: compute.ErrQuotaExceeded,
+	http.StatusNotImplemented:  compute.ErrUnsupported,
+	http.StatusGatewayTimeout:  compute.ErrTimeout,
+}
+
+// Status returns the HTTP status of an error code, or 500 for a code it
+// does not know.
+func Status(code string) int {
+	if s, ok := statuses[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Code returns the error code of err when err matches (errors.Is) an
+// error of package compute or io/fs that has one: CodeSandboxNotFound for
+// compute.ErrNotFound, CodeNotExist for fs.ErrNotExist, and so on. It
+// returns "" for any other error. Err is its inverse.
+func Code(err error) string {
+	for _, k := range kinds {
+		if k.code != CodeUnauthorized && errors.Is(err, k.err) {
+			return k.code
+		}
+	}
+	return ""
+}
+
+// Err returns the error of package compute or io/fs that a reply with
+// this code and HTTP status stands for, or nil. A reply without a code
+// this package knows is read by its status (401 compute.ErrAuthentication,
+// 429 compute.ErrQuotaExceeded, 501 compute.ErrUnsupported, 504
+// compute.ErrTimeout; 404 without any code compute.ErrNotFound). Status
+// 0 stands for none, as on an exec stream's error event.
+func Err(code string, status int) error {
+	if _, known := statuses[code]; known {
+		for _, k := range kinds {
+			if k.code == code {
+				return k.err
+			}
+		}
+		return nil
+	}
+	if code == "" && status == http.StatusNotFound {
+		return compute.ErrNotFound
+	}
+	return byStatus[status]
+}
