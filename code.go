@@ -2,21 +2,11 @@ package compute
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strings"
 	"time"
-)
-
-// Runtime is a language runtime for RunCode.
-type Runtime string
-
-// The runtimes RunCode knows.
-const (
-	Python Runtime = "python"
-	Node   Runtime = "node"
 )
 
 // CodeOptions are RunCode's options; the zero value is valid. Apart from
@@ -66,7 +56,7 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 		opts = &CodeOptions{}
 	}
 	if strings.ContainsRune(code, 0) {
-		return nil, errors.New("compute: code contains a NUL byte")
+		return nil, fmt.Errorf("compute: code contains a NUL byte: %w", ErrInvalid)
 	}
 	rt := opts.Runtime
 	if rt == "" {
@@ -86,12 +76,12 @@ func (s *Sandbox) RunCode(ctx context.Context, code string, opts *CodeOptions) (
 	case Node:
 		argv = []string{"node", "-e", code}
 	default:
-		return nil, fmt.Errorf("compute: unknown runtime %q (want %q or %q)", rt, Python, Node)
+		return nil, fmt.Errorf("compute: unknown runtime %q (want %q or %q): %w", rt, Python, Node, ErrInvalid)
 	}
 	onStdin := len(code) > maxArgCode
 	if onStdin {
 		if ro.Stdin != nil {
-			return nil, fmt.Errorf("compute: code of %d bytes is passed on stdin, so it cannot be combined with CodeOptions.Stdin; write the input to a file instead", len(code))
+			return nil, fmt.Errorf("compute: code of %d bytes is passed on stdin, so it cannot be combined with CodeOptions.Stdin; write the input to a file instead: %w", len(code), ErrInvalid)
 		}
 		argv = append(argv[:len(argv)-2], "-")
 		ro.Stdin = strings.NewReader(code)

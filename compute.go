@@ -18,8 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 )
@@ -75,7 +73,9 @@ func New(cfg Config) *Compute {
 }
 
 // Providers returns the configured providers, default first.
-func (c *Compute) Providers() []Provider { return append([]Provider(nil), c.providers...) }
+func (c *Compute) Providers() []Provider {
+	return append([]Provider(nil), c.providers...)
+}
 
 // order returns the providers to try for a create.
 func (c *Compute) order(name string) ([]Provider, error) {
@@ -92,7 +92,7 @@ func (c *Compute) order(name string) ([]Provider, error) {
 		for i, p := range c.providers {
 			names[i] = p.Name()
 		}
-		return nil, fmt.Errorf("compute: provider %q is not configured; configured providers: %s", name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("compute: provider %q is not configured; configured providers: %s: %w", name, strings.Join(names, ", "), ErrInvalid)
 	}
 	start := 0
 	if c.strategy == RoundRobin {
@@ -113,7 +113,7 @@ func (c *Compute) Create(ctx context.Context, opts *CreateOptions) (*Sandbox, er
 	if opts == nil {
 		opts = &CreateOptions{}
 	}
-	if err := validateCreate(opts); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	order, err := c.order(opts.Provider)
@@ -221,53 +221,6 @@ func (c *Compute) Destroy(ctx context.Context, id string) error {
 	c.mu.Unlock()
 	if len(errs) > 0 {
 		return fmt.Errorf("compute: destroy %q: %w", id, errors.Join(errs...))
-	}
-	return nil
-}
-
-func validateCreate(opts *CreateOptions) error {
-	if opts.Timeout < 0 {
-		return fmt.Errorf("compute: negative timeout %v", opts.Timeout)
-	}
-	if err := validateEnv(opts.Env); err != nil {
-		return err
-	}
-	switch opts.Runtime {
-	case "", Python, Node:
-	default:
-		return fmt.Errorf("compute: unknown runtime %q (want %q or %q)", opts.Runtime, Python, Node)
-	}
-	switch opts.Network {
-	case NetworkDefault, NetworkNone, NetworkHost:
-	default:
-		return fmt.Errorf("compute: unknown network policy %q (want %q or %q)", opts.Network, NetworkNone, NetworkHost)
-	}
-	for _, dest := range opts.NetworkAllow {
-		host, port, err := net.SplitHostPort(dest)
-		if err != nil || host == "" {
-			return fmt.Errorf("compute: network allowlist entry %q is not host:port", dest)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("compute: network allowlist entry %q has no valid port", dest)
-		}
-	}
-	if len(opts.NetworkAllow) > 0 && opts.Network == NetworkHost {
-		return errors.New("compute: NetworkAllow cannot be combined with NetworkHost (which allows everything)")
-	}
-	if strings.ContainsRune(opts.Dir, 0) {
-		return errors.New("compute: working directory contains a NUL byte")
-	}
-	return nil
-}
-
-func validateEnv(env map[string]string) error {
-	for k, v := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return fmt.Errorf("compute: invalid environment variable name %q", k)
-		}
-		if strings.ContainsRune(v, 0) {
-			return fmt.Errorf("compute: environment variable %s contains a NUL byte", k)
-		}
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -31,7 +32,7 @@ func create(t *testing.T, ctx context.Context, c *compute.Compute, opts *compute
 
 func TestNoProvider(t *testing.T) {
 	ctx := testContext(t)
-	for _, cfg := range []compute.Config{{}, {Providers: []compute.Provider{nil}}} {
+	for _, cfg := range []compute.Config{{}, {Providers: []driver.Provider{nil}}} {
 		c := compute.New(cfg)
 		if len(c.Providers()) != 0 {
 			t.Errorf("New(%+v).Providers() = %v; want none", cfg, c.Providers())
@@ -68,7 +69,7 @@ func TestPackageLevel(t *testing.T) {
 	check(t, "Destroy with no provider configured", compute.Destroy(ctx, "any"), compute.ErrNoProvider)
 
 	compute.SetConfig(compute.Config{Provider: p})
-	if d := compute.Default(); d == nil || len(d.Providers()) != 1 || d.Providers()[0] != compute.Provider(p) {
+	if d := compute.Default(); d == nil || len(d.Providers()) != 1 || d.Providers()[0] != driver.Provider(p) {
 		t.Fatalf("Default() after SetConfig = %v; want a Compute with the fake provider", d)
 	}
 	sb, err := compute.Create(ctx, &compute.CreateOptions{Name: "package-level"})
@@ -111,7 +112,7 @@ func TestProviderByName(t *testing.T) {
 	p := newFake("good")
 	other := failing("broken", errors.New("broken: cannot create sandboxes"))
 	ctx := testContext(t)
-	c := compute.New(compute.Config{Provider: p, Providers: []compute.Provider{other}})
+	c := compute.New(compute.Config{Provider: p, Providers: []driver.Provider{other}})
 
 	_, err := c.Create(ctx, &compute.CreateOptions{Provider: "nope"})
 	if err == nil {
@@ -191,13 +192,13 @@ func TestFallback(t *testing.T) {
 	ctx := testContext(t)
 
 	full := failing("full", fmt.Errorf("full: %w", compute.ErrQuotaExceeded))
-	c := compute.New(compute.Config{Provider: full, Providers: []compute.Provider{p}})
+	c := compute.New(compute.Config{Provider: full, Providers: []driver.Provider{p}})
 	sb := create(t, ctx, c, nil)
 	if sb.Provider() != "good" || full.creates.Load() != 1 || p.creates.Load() != 1 {
 		t.Errorf("Create fell back to %q after %d tries of full (%d of good); want good after 1 (1)", sb.Provider(), full.creates.Load(), p.creates.Load())
 	}
 
-	c = compute.New(compute.Config{Provider: full, Providers: []compute.Provider{p}, NoFallback: true})
+	c = compute.New(compute.Config{Provider: full, Providers: []driver.Provider{p}, NoFallback: true})
 	_, err := c.Create(ctx, nil)
 	check(t, "Create with NoFallback", err, compute.ErrQuotaExceeded)
 	if n := p.creates.Load(); n != 1 {
@@ -205,7 +206,7 @@ func TestFallback(t *testing.T) {
 	}
 
 	denied := failing("denied", fmt.Errorf("denied: %w", compute.ErrAuthentication))
-	c = compute.New(compute.Config{Provider: full, Providers: []compute.Provider{denied}})
+	c = compute.New(compute.Config{Provider: full, Providers: []driver.Provider{denied}})
 	_, err = c.Create(ctx, nil)
 	check(t, "Create when every provider fails", err, compute.ErrQuotaExceeded)
 	if err != nil && (!strings.Contains(err.Error(), "full") || !strings.Contains(err.Error(), "denied")) {
@@ -216,7 +217,7 @@ func TestFallback(t *testing.T) {
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 	next := newFake("next")
-	c = compute.New(compute.Config{Provider: failing("slow", context.Canceled), Providers: []compute.Provider{next}})
+	c = compute.New(compute.Config{Provider: failing("slow", context.Canceled), Providers: []driver.Provider{next}})
 	_, err = c.Create(cancelled, nil)
 	check(t, "Create with a cancelled context", err, context.Canceled)
 	if next.creates.Load() != 0 {
@@ -226,7 +227,7 @@ func TestFallback(t *testing.T) {
 	// Fallback is for Create only: a command that fails on the sandbox's
 	// provider is not run again elsewhere.
 	other := newFake("other")
-	c = compute.New(compute.Config{Provider: p, Providers: []compute.Provider{other}})
+	c = compute.New(compute.Config{Provider: p, Providers: []driver.Provider{other}})
 	sb = create(t, ctx, c, nil)
 	res, err := sb.RunCommand(ctx, "no-such-program")
 	if err != nil || res.ExitCode != compute.ExitCodeNotFound {
@@ -248,7 +249,7 @@ func TestStrategy(t *testing.T) {
 		{compute.RoundRobin, []string{"a", "b", "a", "b"}},
 	} {
 		a, b := newFake("a"), newFake("b")
-		cc := compute.New(compute.Config{Provider: a, Providers: []compute.Provider{b}, Strategy: c.strategy})
+		cc := compute.New(compute.Config{Provider: a, Providers: []driver.Provider{b}, Strategy: c.strategy})
 		var got []string
 		for range c.want {
 			got = append(got, create(t, ctx, cc, nil).Provider())
@@ -265,7 +266,7 @@ func TestStrategy(t *testing.T) {
 	// Round-robin moves on past a failing provider and keeps turning.
 	down := failing("down", errors.New("down"))
 	up := newFake("up")
-	cc := compute.New(compute.Config{Provider: down, Providers: []compute.Provider{up}, Strategy: compute.RoundRobin})
+	cc := compute.New(compute.Config{Provider: down, Providers: []driver.Provider{up}, Strategy: compute.RoundRobin})
 	for i := range 4 {
 		if sb := create(t, ctx, cc, nil); sb.Provider() != "up" {
 			t.Errorf("round-robin create %d on %q; want up", i, sb.Provider())
@@ -281,7 +282,7 @@ func TestAffinity(t *testing.T) {
 	ctx := testContext(t)
 	flaky := failing("flaky", errors.New("flaky: cannot create"))
 	flaky.getErr = errors.New("flaky: get failed")
-	c := compute.New(compute.Config{Provider: flaky, Providers: []compute.Provider{p}})
+	c := compute.New(compute.Config{Provider: flaky, Providers: []driver.Provider{p}})
 	sb := create(t, ctx, c, nil) // flaky cannot create: made by good
 
 	// The Compute that made the sandbox asks its maker first, so flaky's
@@ -295,23 +296,23 @@ func TestAffinity(t *testing.T) {
 	}
 	// The sandbox from Get is the same one: a file written through it is
 	// seen through the first handle.
-	if err := got.Filesystem().WriteFile(ctx, "mark", []byte("x")); err != nil {
+	if err := got.FileSystem().WriteFile(ctx, "mark", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := sb.Filesystem().Exists(ctx, "mark"); !ok || err != nil {
+	if ok, err := sb.FileSystem().Exists(ctx, "mark"); !ok || err != nil {
 		t.Errorf("Exists through the created handle = %v, %v; want the file written through Get's", ok, err)
 	}
 
 	// Another Compute asks every provider in turn, passing over those that
 	// do not know the id.
-	other := compute.New(compute.Config{Provider: newFake("other"), Providers: []compute.Provider{p}})
+	other := compute.New(compute.Config{Provider: newFake("other"), Providers: []driver.Provider{p}})
 	got, err = other.Get(ctx, sb.ID())
 	if err != nil || got.Provider() != "good" {
 		t.Errorf("Get(%q) from another Compute = %v, %v; want the good sandbox", sb.ID(), got, err)
 	}
 	// A provider that fails to look up (not "not found") stops Get: the
 	// sandbox may be its, so the error is not hidden.
-	unsure := compute.New(compute.Config{Provider: flaky, Providers: []compute.Provider{p}})
+	unsure := compute.New(compute.Config{Provider: flaky, Providers: []driver.Provider{p}})
 	if _, err := unsure.Get(ctx, sb.ID()); err == nil || !strings.Contains(err.Error(), "flaky: get failed") {
 		t.Errorf("Get through a Compute that did not make it, flaky first: %v; want flaky's error", err)
 	}
@@ -334,7 +335,7 @@ func TestListNamesFailingProvider(t *testing.T) {
 	ctx := testContext(t)
 	broken := newFake("broken")
 	broken.listErr = errors.New("boom")
-	c := compute.New(compute.Config{Provider: newFake("good"), Providers: []compute.Provider{broken}})
+	c := compute.New(compute.Config{Provider: newFake("good"), Providers: []driver.Provider{broken}})
 	_, err := c.List(ctx)
 	if err == nil || !strings.Contains(err.Error(), "broken") || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("List with a failing provider: error %v; want one naming broken and its error", err)
@@ -344,7 +345,7 @@ func TestListNamesFailingProvider(t *testing.T) {
 func TestListEveryProvider(t *testing.T) {
 	ctx := testContext(t)
 	a, b := newFake("a"), newFake("b")
-	c := compute.New(compute.Config{Provider: a, Providers: []compute.Provider{b}, Strategy: compute.RoundRobin})
+	c := compute.New(compute.Config{Provider: a, Providers: []driver.Provider{b}, Strategy: compute.RoundRobin})
 	want := []string{create(t, ctx, c, nil).ID(), create(t, ctx, c, nil).ID(), create(t, ctx, c, nil).ID()}
 	list, err := c.List(ctx)
 	if err != nil {
@@ -363,8 +364,8 @@ func TestListEveryProvider(t *testing.T) {
 
 func TestDuplicateProviders(t *testing.T) {
 	p := newFake("fake")
-	c := compute.New(compute.Config{Provider: p, Providers: []compute.Provider{p, nil, newFake("fake")}})
-	if got := c.Providers(); len(got) != 1 || got[0] != compute.Provider(p) {
+	c := compute.New(compute.Config{Provider: p, Providers: []driver.Provider{p, nil, newFake("fake")}})
+	if got := c.Providers(); len(got) != 1 || got[0] != driver.Provider(p) {
 		t.Errorf("Providers() = %v; want the first fake once", got)
 	}
 }
@@ -428,7 +429,7 @@ func TestOptionalAbilitiesUnsupported(t *testing.T) {
 	ctx := testContext(t)
 	sb := create(t, ctx, compute.New(compute.Config{Provider: newFake("fake")}), nil)
 	if _, err := sb.URL(ctx, 8080); !errors.Is(err, compute.ErrUnsupported) {
-		t.Errorf("URL on a provider without URLProvider: want ErrUnsupported, got %v", err)
+		t.Errorf("URL on a provider without driver.URLer: want ErrUnsupported, got %v", err)
 	}
 	if _, err := sb.URL(ctx, 0); err == nil || errors.Is(err, compute.ErrUnsupported) {
 		t.Errorf("URL(0): want an invalid-port error, got %v", err)

@@ -4,43 +4,59 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/computesdk-go/compute/driver"
 )
 
-// Sentinel errors for the categories callers branch on. Providers wrap
-// them with %w; test with errors.Is.
+// ErrNoProvider is returned by the package-level functions before
+// SetConfig, and by a Compute configured with no provider.
+var ErrNoProvider = errors.New("compute: no provider configured: call compute.SetConfig(compute.Config{Provider: p}) or use compute.New")
+
+// The sentinel errors for the categories callers branch on, shared with
+// providers (package driver defines them); test with errors.Is.
 var (
-	// ErrNoProvider: no provider was configured.
-	ErrNoProvider = errors.New("compute: no provider configured: call compute.SetConfig(compute.Config{Provider: p}) or use compute.New")
-	// ErrNotFound: the sandbox does not exist (or was destroyed and is
-	// gone). A missing file is an *fs.PathError matching fs.ErrNotExist,
-	// as in package os.
-	ErrNotFound = errors.New("not found")
-	// ErrTimeout: a command or sandbox ran past its timeout and was killed.
-	ErrTimeout = errors.New("timed out")
-	// ErrUnsupported: the provider cannot do this.
-	ErrUnsupported = errors.New("not supported by this provider")
-	// ErrMissingCredentials: the provider needs credentials that were not given.
-	ErrMissingCredentials = errors.New("missing credentials")
-	// ErrAuthentication: the provider rejected the credentials.
-	ErrAuthentication = errors.New("authentication failed")
-	// ErrQuotaExceeded: the provider refused for lack of quota.
-	ErrQuotaExceeded = errors.New("quota exceeded")
-	// ErrCommandNotFound: the program to run does not exist in the sandbox.
-	// Run and RunCommand report it as exit code 127, not as an error.
-	ErrCommandNotFound = errors.New("command not found")
-	// ErrStopped: the sandbox is no longer running.
-	ErrStopped = errors.New("sandbox is not running")
-	// ErrOutOfMemory: the command was killed for going over the sandbox's
-	// memory limit. The Result is returned too, with exit code 137.
-	ErrOutOfMemory = errors.New("out of memory")
+	// ErrInvalid is returned when an argument is not valid (an unknown
+	// runtime or network policy, a bad environment variable name, a NUL
+	// byte in a path or argument, a negative timeout), wrapped with the
+	// reason. Nothing was changed.
+	ErrInvalid = driver.ErrInvalid
+	// ErrNotFound is returned when a sandbox does not exist (or was
+	// destroyed and is gone). A missing file is an *fs.PathError matching
+	// fs.ErrNotExist instead, as in package os.
+	ErrNotFound = driver.ErrNotFound
+	// ErrTimeout is returned when a command or sandbox ran past its
+	// timeout and was killed.
+	ErrTimeout = driver.ErrTimeout
+	// ErrUnsupported is returned when the provider cannot do what was
+	// asked.
+	ErrUnsupported = driver.ErrUnsupported
+	// ErrMissingCredentials is returned when the provider needs
+	// credentials that were not given.
+	ErrMissingCredentials = driver.ErrMissingCredentials
+	// ErrAuthentication is returned when the provider rejected the
+	// credentials.
+	ErrAuthentication = driver.ErrAuthentication
+	// ErrQuotaExceeded is returned when the provider refused for lack of
+	// quota.
+	ErrQuotaExceeded = driver.ErrQuotaExceeded
+	// ErrCommandNotFound is returned by Start when the program to run does
+	// not exist in the sandbox; Run and RunCommand report it as exit code
+	// 127 instead.
+	ErrCommandNotFound = driver.ErrCommandNotFound
+	// ErrStopped is returned when the sandbox is no longer running.
+	ErrStopped = driver.ErrStopped
+	// ErrOutOfMemory is returned when a command was killed for going over
+	// the sandbox's memory limit; the Result is returned too, with exit
+	// code 137.
+	ErrOutOfMemory = driver.ErrOutOfMemory
 )
 
 // ExitCodeNotFound and ExitCodeTimeout are the exit codes reported for a
 // command that could not be found and one killed by its timeout, as shells
 // and timeout(1) do.
 const (
-	ExitCodeNotFound = 127
-	ExitCodeTimeout  = 124
+	ExitCodeNotFound = driver.ExitCodeNotFound
+	ExitCodeTimeout  = driver.ExitCodeTimeout
 )
 
 // SyntaxError is returned by RunCode when the interpreter rejected the

@@ -161,7 +161,7 @@ func ExampleSandbox_Command() {
 	// exit code 2
 }
 
-func ExampleFilesystem() {
+func ExampleFileSystem() {
 	ctx := context.Background()
 	p, err := local.New(local.Options{})
 	if err != nil {
@@ -176,7 +176,7 @@ func ExampleFilesystem() {
 
 	// Relative paths are in the sandbox's working directory; parents are
 	// created as needed.
-	files := sb.Filesystem()
+	files := sb.FileSystem()
 	if err := files.WriteFile(ctx, "app/main.py", []byte(`print(open("app/data.txt").read())`)); err != nil {
 		log.Fatal(err)
 	}

@@ -24,13 +24,14 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // fakeSeq numbers the sandboxes of every fake provider, so that ids are
 // unique across providers (as the router's id affinity assumes).
 var fakeSeq atomic.Int64
 
-// fakeProvider is an in-memory compute.Provider. Its error fields inject
+// fakeProvider is an in-memory driver.Provider. Its error fields inject
 // failures; its counters say how often it was asked.
 type fakeProvider struct {
 	name string
@@ -58,7 +59,7 @@ func failing(name string, err error) *fakeProvider {
 
 func (p *fakeProvider) Name() string { return p.name }
 
-func (p *fakeProvider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p *fakeProvider) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	p.creates.Add(1)
 	if p.createErr != nil {
 		return nil, p.createErr
@@ -95,7 +96,7 @@ func (p *fakeProvider) Create(ctx context.Context, opts *compute.CreateOptions) 
 	return sb, nil
 }
 
-func (p *fakeProvider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+func (p *fakeProvider) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	p.gets.Add(1)
 	if p.getErr != nil {
 		return nil, p.getErr
@@ -108,13 +109,13 @@ func (p *fakeProvider) Get(ctx context.Context, id string) (compute.ProviderSand
 	return nil, fmt.Errorf("%s: sandbox %q: %w", p.name, id, compute.ErrNotFound)
 }
 
-func (p *fakeProvider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p *fakeProvider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	if p.listErr != nil {
 		return nil, p.listErr
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []compute.ProviderSandbox
+	var out []driver.Sandbox
 	for _, id := range slices.Sorted(maps.Keys(p.boxes)) {
 		out = append(out, p.boxes[id])
 	}
@@ -140,7 +141,7 @@ func (p *fakeProvider) live() int {
 }
 
 // fakeSandbox is one in-memory sandbox. It has a native filesystem
-// (compute.FileSystemProvider) and no other optional ability.
+// (driver.FileSystemer) and no other optional ability.
 type fakeSandbox struct {
 	p   *fakeProvider
 	id  string
@@ -265,7 +266,7 @@ func init() {
 	}
 }
 
-func (s *fakeSandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+func (s *fakeSandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
 	s.p.starts.Add(1)
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -316,7 +317,7 @@ func (s *fakeSandbox) Start(ctx context.Context, req *compute.ExecRequest) (comp
 
 // fakeProcess is a running built-in program. Only its own goroutine
 // writes to stdout and stderr, so their order is kept when they are one
-// writer (compute.SameWriter).
+// writer (driver.SameWriter).
 type fakeProcess struct {
 	sb             *fakeSandbox
 	dir            string
@@ -396,7 +397,7 @@ func (pr *fakeProcess) Kill() error {
 
 // The in-memory filesystem.
 
-func (s *fakeSandbox) FileSystem() compute.ProviderFileSystem { return fakeFS{s} }
+func (s *fakeSandbox) FileSystem() driver.FileSystem { return fakeFS{s} }
 
 type fakeFS struct{ s *fakeSandbox }
 

@@ -85,15 +85,15 @@ func TestSandboxOnFake(t *testing.T) {
 	}
 
 	// The filesystem, native and in memory.
-	f := sb.Filesystem()
+	f := sb.FileSystem()
 	if err := f.WriteFile(ctx, "data/a.txt", []byte("alpha")); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Mkdir(ctx, "data/empty"); err != nil {
+	if err := f.MkdirAll(ctx, "data/empty"); err != nil {
 		t.Fatal(err)
 	}
 	if res := run([]string{"cat", "data/a.txt"}, nil); res.Stdout != "alpha" {
-		t.Errorf("cat of a file written through Filesystem: %q; want %q", res.Stdout, "alpha")
+		t.Errorf("cat of a file written through FileSystem: %q; want %q", res.Stdout, "alpha")
 	}
 	if got, err := f.ReadFile(ctx, "/work/app/data/a.txt"); err != nil || string(got) != "alpha" {
 		t.Errorf("ReadFile by absolute path = %q, %v; want %q", got, err, "alpha")
@@ -104,7 +104,7 @@ func TestSandboxOnFake(t *testing.T) {
 	if err := fstest.TestFS(f.FS(ctx, "data"), "a.txt", "empty"); err != nil {
 		t.Errorf("fstest on the io/fs view: %v", err)
 	}
-	if err := f.Remove(ctx, "data"); err != nil {
+	if err := f.RemoveAll(ctx, "data"); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := f.Exists(ctx, "data/a.txt"); ok || err != nil {

@@ -1,25 +1,18 @@
 package compute
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"path"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
 )
 
 // FS returns an io/fs view of the sandbox's files under root (an absolute
 // path, or relative to the working directory), so fs.WalkDir, fs.ReadFile,
 // fs.Glob, template.ParseFS and http.FS work over a sandbox. Every call
 // made through it uses ctx.
-func (f *Filesystem) FS(ctx context.Context, root string) fs.FS {
+func (f *FileSystem) FS(ctx context.Context, root string) fs.FS {
 	if root == "" {
 		root = "."
 	}
@@ -28,7 +21,7 @@ func (f *Filesystem) FS(ctx context.Context, root string) fs.FS {
 
 type sandboxFS struct {
 	ctx  context.Context
-	f    *Filesystem
+	f    *FileSystem
 	root string
 }
 
@@ -64,7 +57,7 @@ func (s *sandboxFS) Stat(name string) (fs.FileInfo, error) {
 		return nil, rename(err, "stat", name)
 	}
 	fi.Name = path.Base(name)
-	return fileInfo{*fi}, nil
+	return fi.Info(), nil
 }
 
 func (s *sandboxFS) ReadFile(name string) ([]byte, error) {
@@ -90,7 +83,7 @@ func (s *sandboxFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	out := make([]fs.DirEntry, len(list))
 	for i, fi := range list {
-		out[i] = fs.FileInfoToDirEntry(fileInfo{fi})
+		out[i] = fs.FileInfoToDirEntry(fi.Info())
 	}
 	return out, nil
 }
@@ -170,66 +163,4 @@ func (f *sandboxFile) Close() error {
 		return f.r.Close()
 	}
 	return nil
-}
-
-// fileInfo adapts FileInfo to fs.FileInfo.
-type fileInfo struct{ fi FileInfo }
-
-func (i fileInfo) Name() string       { return i.fi.Name }
-func (i fileInfo) Size() int64        { return i.fi.Size }
-func (i fileInfo) ModTime() time.Time { return i.fi.ModTime }
-func (i fileInfo) IsDir() bool        { return i.fi.IsDir }
-func (i fileInfo) Sys() any           { return &i.fi }
-func (i fileInfo) Mode() fs.FileMode {
-	m := fs.FileMode(i.fi.Mode) & fs.ModePerm
-	if i.fi.IsDir {
-		m |= fs.ModeDir
-	}
-	return m
-}
-
-// Info returns the fs.FileInfo view of fi.
-func (fi FileInfo) Info() fs.FileInfo { return fileInfo{fi} }
-
-func sortInfos(list []FileInfo) {
-	slices.SortFunc(list, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
-}
-
-// parseFind parses the working directory and then records of find's
-// -printf '%y\t%s\t%T@\t%m\t%p\0'.
-func parseFind(out []byte) ([]FileInfo, error) {
-	wd, out, ok := bytes.Cut(out, []byte{0})
-	if !ok || !path.IsAbs(string(wd)) {
-		return nil, fmt.Errorf("unexpected listing output %q", out)
-	}
-	var list []FileInfo
-	for _, rec := range bytes.Split(out, []byte{0}) {
-		if len(rec) == 0 {
-			continue
-		}
-		f := strings.SplitN(string(rec), "\t", 5)
-		if len(f) != 5 {
-			return nil, fmt.Errorf("unexpected listing record %q", rec)
-		}
-		size, err1 := strconv.ParseInt(f[1], 10, 64)
-		secs, err2 := strconv.ParseFloat(f[2], 64)
-		mode, err3 := strconv.ParseUint(f[3], 8, 32)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("unexpected listing record %q: %w", rec, err)
-		}
-		whole, frac := math.Modf(secs)
-		full := f[4]
-		if !path.IsAbs(full) {
-			full = path.Join(string(wd), full)
-		}
-		list = append(list, FileInfo{
-			Name:    path.Base(full),
-			Path:    full,
-			IsDir:   f[0] == "d",
-			Size:    size,
-			Mode:    uint32(mode),
-			ModTime: time.Unix(int64(whole), int64(frac*1e9)),
-		})
-	}
-	return list, nil
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/computesdk-go/compute/driver"
 )
 
 // DefaultMaxOutput is how much of each of stdout and stderr a Result keeps
@@ -21,19 +23,19 @@ const DefaultMaxOutput = 16 << 20
 // concurrent use; several commands may run at once.
 type Sandbox struct {
 	provider Provider
-	ps       ProviderSandbox
+	ps       driver.Sandbox
 	runtime  Runtime // default for RunCode
 
 	// fsys is the native filesystem when the provider has one.
-	fsys ProviderFileSystem
+	fsys driver.FileSystem
 }
 
-func newSandbox(p Provider, ps ProviderSandbox, opts *CreateOptions) *Sandbox {
+func newSandbox(p Provider, ps driver.Sandbox, opts *CreateOptions) *Sandbox {
 	s := &Sandbox{provider: p, ps: ps}
 	if opts != nil {
 		s.runtime = opts.Runtime
 	}
-	if f, ok := ps.(FileSystemProvider); ok {
+	if f, ok := ps.(driver.FileSystemer); ok {
 		s.fsys = f.FileSystem()
 	}
 	return s
@@ -47,7 +49,7 @@ func (s *Sandbox) Provider() string { return s.provider.Name() }
 
 // Driver returns the provider's own sandbox value, for provider-specific
 // features (like database/sql's Conn.Raw).
-func (s *Sandbox) Driver() ProviderSandbox { return s.ps }
+func (s *Sandbox) Driver() driver.Sandbox { return s.ps }
 
 // Info describes the sandbox.
 func (s *Sandbox) Info(ctx context.Context) (*Info, error) {
@@ -62,13 +64,13 @@ func (s *Sandbox) Info(ctx context.Context) (*Info, error) {
 }
 
 // URL returns the address that reaches port inside the sandbox, where the
-// provider exposes ports (see URLProvider); otherwise an error matching
+// provider exposes ports (see driver.URLer); otherwise an error matching
 // ErrUnsupported.
 func (s *Sandbox) URL(ctx context.Context, port int) (string, error) {
 	if port < 1 || port > 65535 {
-		return "", fmt.Errorf("compute: invalid port %d", port)
+		return "", fmt.Errorf("compute: invalid port %d: %w", port, ErrInvalid)
 	}
-	u, ok := s.ps.(URLProvider)
+	u, ok := s.ps.(driver.URLer)
 	if !ok {
 		return "", fmt.Errorf("compute: %s sandboxes expose no ports: %w", s.Provider(), ErrUnsupported)
 	}
@@ -76,10 +78,10 @@ func (s *Sandbox) URL(ctx context.Context, port int) (string, error) {
 }
 
 // Snapshot saves the sandbox's filesystem and returns an id to create new
-// sandboxes from, where the provider can (see Snapshotter); otherwise an
+// sandboxes from, where the provider can (see driver.Snapshotter); otherwise an
 // error matching ErrUnsupported.
 func (s *Sandbox) Snapshot(ctx context.Context) (string, error) {
-	sn, ok := s.ps.(Snapshotter)
+	sn, ok := s.ps.(driver.Snapshotter)
 	if !ok {
 		return "", fmt.Errorf("compute: %s sandboxes cannot be snapshotted: %w", s.Provider(), ErrUnsupported)
 	}
@@ -107,8 +109,6 @@ type Result struct {
 	Truncated bool
 	// Runtime is the runtime RunCode used; empty for commands.
 	Runtime Runtime
-	// Process is the running process for a Background run; nil otherwise.
-	Process *Process
 }
 
 // RunOptions are the per-command options. The zero value (or nil) runs the
@@ -129,9 +129,6 @@ type RunOptions struct {
 	// Stdout and Stderr, when set, receive the output as it is produced
 	// (streaming), in addition to the Result.
 	Stdout, Stderr io.Writer
-	// Background makes Run return at once; Result.Process is the handle to
-	// wait for or kill the command. The caller's ctx does not bound it.
-	Background bool
 	// MaxOutput caps each of Result.Stdout and Result.Stderr; 0 means
 	// DefaultMaxOutput, negative keeps nothing (the writers still get it).
 	MaxOutput int
@@ -155,17 +152,13 @@ func (s *Sandbox) RunShell(ctx context.Context, script string, opts *RunOptions)
 	return s.Run(ctx, []string{"/bin/sh", "-c", script}, opts)
 }
 
-// Run runs argv with options and waits for it (unless opts.Background).
-// See RunCommand for how exits and errors are reported.
+// Run runs argv with options and waits for it. See RunCommand for how
+// exits and errors are reported; Start runs a command without waiting.
 func (s *Sandbox) Run(ctx context.Context, argv []string, opts *RunOptions) (*Result, error) {
 	if opts == nil {
 		opts = &RunOptions{}
 	}
-	runCtx := ctx
-	if opts.Background {
-		runCtx = context.WithoutCancel(ctx)
-	}
-	p, err := s.start(runCtx, argv, opts)
+	p, err := s.start(ctx, argv, opts)
 	if errors.Is(err, ErrCommandNotFound) {
 		msg := fmt.Sprintf("%s: command not found\n", argv[0])
 		if opts.Stderr != nil {
@@ -176,15 +169,13 @@ func (s *Sandbox) Run(ctx context.Context, argv []string, opts *RunOptions) (*Re
 	if err != nil {
 		return nil, err
 	}
-	if opts.Background {
-		return &Result{Process: p}, nil
-	}
 	return p.Wait()
 }
 
 // Start starts argv and returns a handle at once, like exec.Cmd.Start. The
-// command is killed when ctx is done. A command that cannot be found gives
-// an error matching ErrCommandNotFound.
+// command is killed when ctx is done: a command meant to outlive the
+// caller's request is started with context.WithoutCancel(ctx). A command
+// that cannot be found gives an error matching ErrCommandNotFound.
 func (s *Sandbox) Start(ctx context.Context, argv []string, opts *RunOptions) (*Process, error) {
 	if opts == nil {
 		opts = &RunOptions{}
@@ -194,18 +185,21 @@ func (s *Sandbox) Start(ctx context.Context, argv []string, opts *RunOptions) (*
 
 func (s *Sandbox) start(ctx context.Context, argv []string, opts *RunOptions) (*Process, error) {
 	if len(argv) == 0 || argv[0] == "" {
-		return nil, errors.New("compute: empty command")
+		return nil, fmt.Errorf("compute: empty command: %w", ErrInvalid)
 	}
 	for _, a := range argv {
 		if strings.ContainsRune(a, 0) {
-			return nil, fmt.Errorf("compute: argument %q contains a NUL byte", a)
+			return nil, fmt.Errorf("compute: argument %q contains a NUL byte: %w", a, ErrInvalid)
 		}
 	}
-	if err := validateEnv(opts.Env); err != nil {
+	if err := driver.ValidateEnv(opts.Env); err != nil {
 		return nil, err
 	}
+	if strings.ContainsRune(opts.Dir, 0) {
+		return nil, fmt.Errorf("compute: working directory contains a NUL byte: %w", ErrInvalid)
+	}
 	if opts.Timeout < 0 {
-		return nil, fmt.Errorf("compute: negative timeout %v", opts.Timeout)
+		return nil, fmt.Errorf("compute: negative timeout %v: %w", opts.Timeout, ErrInvalid)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -223,7 +217,7 @@ func (s *Sandbox) start(ctx context.Context, argv []string, opts *RunOptions) (*
 		done:   make(chan struct{}),
 	}
 	stdout, stderr := p.outputs(opts.Stdout, opts.Stderr)
-	req := &ExecRequest{Argv: argv, Env: opts.Env, Dir: opts.Dir, Stdin: opts.Stdin, Stdout: stdout, Stderr: stderr}
+	req := &driver.ExecRequest{Argv: argv, Env: opts.Env, Dir: opts.Dir, Stdin: opts.Stdin, Stdout: stdout, Stderr: stderr}
 	p.start = time.Now()
 	dp, err := s.ps.Start(ctx, req)
 	if err != nil {
@@ -243,7 +237,7 @@ func (s *Sandbox) start(ctx context.Context, argv []string, opts *RunOptions) (*
 
 // Process is a command running in a sandbox.
 type Process struct {
-	proc           ProviderProcess
+	proc           driver.Process
 	start          time.Time
 	stdout, stderr *cappedBuffer
 	userErr        error // first error writing to a caller's writer
@@ -267,20 +261,11 @@ func (p *Process) outputs(userOut, userErr io.Writer) (io.Writer, io.Writer) {
 		}
 		return &teeWriter{p: p, capture: c, user: w}
 	}
-	if userOut != nil && SameWriter(userOut, userErr) {
+	if userOut != nil && driver.SameWriter(userOut, userErr) {
 		w := tee(p.stdout, userOut)
 		return w, w
 	}
 	return tee(p.stdout, userOut), tee(p.stderr, userErr)
-}
-
-// SameWriter reports whether a and b are one writer, as os/exec decides
-// when to give a command one pipe for both streams; writers of types that
-// cannot be compared are different ones. Providers use it to honour
-// ExecRequest's rule on Stdout == Stderr.
-func SameWriter(a, b io.Writer) (same bool) {
-	defer func() { recover() }()
-	return a == b
 }
 
 func (p *Process) wait(ctx context.Context) {

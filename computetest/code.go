@@ -199,7 +199,7 @@ const t = setInterval(() => {
 			go func() {
 				select {
 				case <-seen:
-					sb.Filesystem().WriteFile(ctx, "ct-release", nil)
+					sb.FileSystem().WriteFile(ctx, "ct-release", nil)
 				case <-ctx.Done():
 				}
 			}()

@@ -28,8 +28,8 @@ func (s *suite) testCommand(t *testing.T) {
 		if res.Duration <= 0 {
 			t.Errorf("Result.Duration = %v; want > 0", res.Duration)
 		}
-		if res.Process != nil || res.Runtime != "" || res.Truncated {
-			t.Errorf("Result = %+v; want no Process, no Runtime, not Truncated for a plain command", res)
+		if res.Runtime != "" || res.Truncated {
+			t.Errorf("Result = %+v; want no Runtime, not Truncated for a plain command", res)
 		}
 	})
 
@@ -129,18 +129,16 @@ func (s *suite) testCommand(t *testing.T) {
 		t.Parallel()
 		ctx := testContext(t)
 		sb := s.sandbox(t, nil)
-		// The caller's ctx does not bound a background command: cancel it
-		// right after Run returns and the command still finishes.
+		// A command started with a context that cannot be canceled outlives
+		// the caller's: cancel the caller's right after Start returns and
+		// the command still finishes.
 		runCtx, cancel := context.WithCancel(ctx)
-		res, err := sb.Run(runCtx, []string{"/bin/sh", "-c", "sleep 1; echo done"}, &compute.RunOptions{Background: true})
+		proc, err := sb.Start(context.WithoutCancel(runCtx), []string{"/bin/sh", "-c", "sleep 1; echo done"}, nil)
 		cancel()
 		if err != nil {
-			t.Fatalf("Run(sleep 1, Background): %v", err)
+			t.Fatalf("Start(sleep 1): %v", err)
 		}
-		if res.Process == nil {
-			t.Fatalf("Run(Background).Process = nil; want the running process")
-		}
-		final, err := res.Process.Wait()
+		final, err := proc.Wait()
 		if err != nil {
 			t.Fatalf("Process.Wait: %v", err)
 		}
@@ -151,11 +149,11 @@ func (s *suite) testCommand(t *testing.T) {
 			t.Errorf("background sleep 1 ended after %v; want about 1s (was it run?)", final.Duration)
 		}
 		select {
-		case <-res.Process.Done():
+		case <-proc.Done():
 		default:
 			t.Errorf("Process.Done() not closed after Wait returned")
 		}
-		again, err := res.Process.Wait()
+		again, err := proc.Wait()
 		if err != nil || again.ExitCode != 0 {
 			t.Errorf("second Process.Wait() = %+v, %v; want the same result", again, err)
 		}
@@ -167,30 +165,27 @@ func (s *suite) testCommand(t *testing.T) {
 		sb := s.sandbox(t, nil)
 		mark := marker()
 		start := time.Now()
-		res, err := sb.Run(ctx, []string{"sleep", mark}, &compute.RunOptions{Background: true})
+		proc, err := sb.Start(ctx, []string{"sleep", mark}, nil)
 		if err != nil {
-			t.Fatalf("Run(sleep, Background): %v", err)
-		}
-		if res.Process == nil {
-			t.Fatalf("Run(Background).Process = nil; want the running process")
+			t.Fatalf("Start(sleep): %v", err)
 		}
 		select {
-		case <-res.Process.Done():
-			r, err := res.Process.Wait()
+		case <-proc.Done():
+			r, err := proc.Wait()
 			t.Fatalf("background sleep %s ended at once: %+v, %v; want it running", mark, r, err)
 		default:
 		}
-		if err := res.Process.Kill(); err != nil {
+		if err := proc.Kill(); err != nil {
 			t.Errorf("Process.Kill: %v", err)
 		}
-		final, err := res.Process.Wait()
+		final, err := proc.Wait()
 		within(t, "Wait after Kill", time.Since(start), killBound)
 		if err != nil {
 			t.Errorf("Process.Wait after Kill: %v; want nil error and a non-zero exit", err)
 		} else if final.ExitCode == 0 {
 			t.Errorf("Process.Wait after Kill: exit code 0; want non-zero (137 for SIGKILL)")
 		}
-		if err := res.Process.Kill(); err != nil {
+		if err := proc.Kill(); err != nil {
 			t.Errorf("second Process.Kill after exit: %v; want nil", err)
 		}
 		expectNoSleep(t, ctx, sb, mark)
@@ -391,7 +386,7 @@ func (s *suite) testCommand(t *testing.T) {
 		if got := strings.TrimSuffix(res.Stdout, "\n"); got != tmp {
 			t.Errorf("pwd with RunOptions.Dir %q in a sandbox created with Dir /tmp = %q; want %q", rel, got, tmp)
 		}
-		if err := sb.Filesystem().WriteFile(ctx, rel+"/rel.txt", []byte("rel")); err != nil {
+		if err := sb.FileSystem().WriteFile(ctx, rel+"/rel.txt", []byte("rel")); err != nil {
 			t.Fatalf("WriteFile(relative): %v", err)
 		}
 		if got := shell(t, ctx, sb, "cat "+tmp+"/rel.txt"); got != "rel" {

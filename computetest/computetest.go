@@ -26,9 +26,9 @@
 // missing commands, background, kill, streaming, timeouts that kill
 // descendants, cancellation, environment, working directory, stdin),
 // RunCode (Python and Node, detection, syntax and runtime errors, exact
-// code, large code, stdin, arguments), Filesystem (every operation, run
+// code, large code, stdin, arguments), FileSystem (every operation, run
 // once through the provider's native filesystem and once through
-// compute.ExecFileSystem, plus testing/fstest on the io/fs view), Cmd,
+// driver.ExecFileSystem, plus testing/fstest on the io/fs view), Cmd,
 // Lifecycle (Get, List, Destroy, the sandbox's own timeout) and
 // Concurrency.
 //
@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // An Option adjusts Run to what a provider's sandboxes hold.
@@ -89,7 +90,7 @@ const (
 
 // Run runs the conformance suite against p. It returns when every case
 // has finished, so the caller may close p right after it.
-func Run(t *testing.T, p compute.Provider, opts ...Option) {
+func Run(t *testing.T, p driver.Provider, opts ...Option) {
 	t.Helper()
 	s := &suite{p: p, cfg: config{sandboxes: 20}}
 	for _, o := range opts {
@@ -107,14 +108,14 @@ func Run(t *testing.T, p compute.Provider, opts ...Option) {
 	t.Run("Sandbox", s.testSandbox)
 	t.Run("Command", s.testCommand)
 	t.Run("RunCode", s.testRunCode)
-	t.Run("Filesystem", s.testFilesystem)
+	t.Run("FileSystem", s.testFileSystem)
 	t.Run("Cmd", s.testCmd)
 	t.Run("Lifecycle", s.testLifecycle)
 	t.Run("Concurrency", s.testConcurrency)
 }
 
 type suite struct {
-	p   compute.Provider
+	p   driver.Provider
 	cfg config
 }
 
@@ -133,7 +134,7 @@ func (s *suite) sandbox(t *testing.T, opts *compute.CreateOptions) *compute.Sand
 
 // create creates a sandbox with a fresh Compute for p and destroys it when
 // t ends.
-func create(t *testing.T, p compute.Provider, opts *compute.CreateOptions) *compute.Sandbox {
+func create(t *testing.T, p driver.Provider, opts *compute.CreateOptions) *compute.Sandbox {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()

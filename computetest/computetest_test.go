@@ -15,6 +15,7 @@ import (
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/computetest"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 )
 
@@ -117,26 +118,26 @@ type mutantProvider struct {
 }
 
 type fsSandbox interface {
-	compute.ProviderSandbox
-	compute.FileSystemProvider
+	driver.Sandbox
+	driver.FileSystemer
 }
 
-func (p *mutantProvider) wrap(ps compute.ProviderSandbox, err error) (compute.ProviderSandbox, error) {
+func (p *mutantProvider) wrap(ps driver.Sandbox, err error) (driver.Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
 	return &mutantSandbox{fsSandbox: ps.(fsSandbox), mode: p.mode}, nil
 }
 
-func (p *mutantProvider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p *mutantProvider) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	return p.wrap(p.Provider.Create(ctx, opts))
 }
 
-func (p *mutantProvider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+func (p *mutantProvider) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	return p.wrap(p.Provider.Get(ctx, id))
 }
 
-func (p *mutantProvider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p *mutantProvider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	if p.mode == "nolist" {
 		return nil, nil
 	}
@@ -163,7 +164,7 @@ func (s *mutantSandbox) Info(ctx context.Context) (*compute.Info, error) {
 	return info, err
 }
 
-func (s *mutantSandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+func (s *mutantSandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
 	r := *req
 	proc := &mutantProcess{mode: s.mode}
 	switch s.mode {
@@ -192,18 +193,18 @@ func (s *mutantSandbox) Start(ctx context.Context, req *compute.ExecRequest) (co
 	if err != nil {
 		return nil, err
 	}
-	proc.ProviderProcess = p
+	proc.Process = p
 	return proc, nil
 }
 
 type mutantProcess struct {
-	compute.ProviderProcess
+	driver.Process
 	mode  string
 	flush func()
 }
 
 func (p *mutantProcess) Wait() (int, error) {
-	code, err := p.ProviderProcess.Wait()
+	code, err := p.Process.Wait()
 	if p.flush != nil {
 		time.Sleep(10 * time.Millisecond)
 		p.flush()

@@ -19,26 +19,27 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
-// testFilesystem runs the filesystem cases twice: through the provider's
+// testFileSystem runs the filesystem cases twice: through the provider's
 // native filesystem (when its sandboxes have one), and through the generic
-// one package compute builds on commands (compute.ExecFileSystem), which
+// one package compute builds on commands (driver.ExecFileSystem), which
 // is what users of a provider without a native filesystem get. The second
 // run hides the native filesystem behind execOnly, so both go through the
-// same *compute.Filesystem code.
-func (s *suite) testFilesystem(t *testing.T) {
+// same *compute.FileSystem code.
+func (s *suite) testFileSystem(t *testing.T) {
 	t.Run("Native", func(t *testing.T) {
 		probe := s.sandbox(t, nil)
-		if _, ok := probe.Driver().(compute.FileSystemProvider); !ok {
-			t.Skip("skipped: the provider's sandboxes have no native filesystem (compute.FileSystemProvider); the Exec cases cover the filesystem they get")
+		if _, ok := probe.Driver().(driver.FileSystemer); !ok {
+			t.Skip("skipped: the provider's sandboxes have no native filesystem (driver.FileSystemer); the Exec cases cover the filesystem they get")
 		}
 		fsCases(t, func(t *testing.T) *compute.Sandbox { return create(t, s.p, nil) })
 	})
 	t.Run("Exec", func(t *testing.T) {
 		fsCases(t, func(t *testing.T) *compute.Sandbox {
 			sb := create(t, execOnly{s.p}, nil)
-			if _, ok := sb.Driver().(compute.FileSystemProvider); ok {
+			if _, ok := sb.Driver().(driver.FileSystemer); ok {
 				t.Fatalf("execOnly did not hide the native filesystem")
 			}
 			return sb
@@ -48,12 +49,12 @@ func (s *suite) testFilesystem(t *testing.T) {
 
 // execOnly is a provider whose sandboxes have only the required methods,
 // so that package compute falls back to ExecFileSystem.
-type execOnly struct{ compute.Provider }
+type execOnly struct{ driver.Provider }
 
-// execOnlySandbox hides every optional interface of a ProviderSandbox.
-type execOnlySandbox struct{ compute.ProviderSandbox }
+// execOnlySandbox hides every optional interface of a driver.Sandbox.
+type execOnlySandbox struct{ driver.Sandbox }
 
-func (p execOnly) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p execOnly) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	ps, err := p.Provider.Create(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -61,7 +62,7 @@ func (p execOnly) Create(ctx context.Context, opts *compute.CreateOptions) (comp
 	return execOnlySandbox{ps}, nil
 }
 
-func (p execOnly) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+func (p execOnly) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	ps, err := p.Provider.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -69,7 +70,7 @@ func (p execOnly) Get(ctx context.Context, id string) (compute.ProviderSandbox, 
 	return execOnlySandbox{ps}, nil
 }
 
-func (p execOnly) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p execOnly) List(ctx context.Context) ([]driver.Sandbox, error) {
 	list, err := p.Provider.List(ctx)
 	for i, ps := range list {
 		list[i] = execOnlySandbox{ps}
@@ -80,12 +81,12 @@ func (p execOnly) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
 // fsCases are the filesystem cases, each in a sandbox from newSandbox.
 func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 	// setup gives a case its sandbox, filesystem and context.
-	setup := func(t *testing.T) (context.Context, *compute.Sandbox, *compute.Filesystem, string) {
+	setup := func(t *testing.T) (context.Context, *compute.Sandbox, *compute.FileSystem, string) {
 		t.Helper()
 		t.Parallel()
 		ctx := testContext(t)
 		sb := newSandbox(t)
-		return ctx, sb, sb.Filesystem(), scratch(t, sb)
+		return ctx, sb, sb.FileSystem(), scratch(t, sb)
 	}
 
 	t.Run("TextRoundTrip", func(t *testing.T) {
@@ -179,19 +180,19 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 	t.Run("Mkdir", func(t *testing.T) {
 		ctx, _, f, d := setup(t)
 		dir := d + "/m/n/o"
-		if err := f.Mkdir(ctx, dir); err != nil {
+		if err := f.MkdirAll(ctx, dir); err != nil {
 			t.Fatalf("Mkdir(%s): %v", dir, err)
 		}
 		if fi := stat(t, ctx, f, dir); !fi.IsDir {
 			t.Errorf("Stat(%s).IsDir = false after Mkdir", dir)
 		}
 		for _, e := range []string{dir, d + "/m", "/tmp"} {
-			if err := f.Mkdir(ctx, e); err != nil {
+			if err := f.MkdirAll(ctx, e); err != nil {
 				t.Errorf("Mkdir(%s) of an existing directory: %v; want nil", e, err)
 			}
 		}
 		writeFile(t, ctx, f, d+"/m/file", []byte("x"))
-		if err := f.Mkdir(ctx, d+"/m/file"); err == nil {
+		if err := f.MkdirAll(ctx, d+"/m/file"); err == nil {
 			t.Errorf("Mkdir over an existing file: nil error; want an error")
 		}
 		if got := readFile(t, ctx, f, d+"/m/file"); string(got) != "x" {
@@ -237,7 +238,7 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 			}
 		}
 		empty := d + "/empty"
-		if err := f.Mkdir(ctx, empty); err != nil {
+		if err := f.MkdirAll(ctx, empty); err != nil {
 			t.Fatalf("Mkdir(%s): %v", empty, err)
 		}
 		if list, err := f.ReadDir(ctx, empty); err != nil || len(list) != 0 {
@@ -294,7 +295,7 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 		writeFile(t, ctx, f, d+"/rm/tree/a.txt", []byte("a"))
 		writeFile(t, ctx, f, d+"/rm/tree/sub/deeper/b.txt", []byte("b"))
 		for _, name := range []string{d + "/rm/file.txt", d + "/rm/tree"} {
-			if err := f.Remove(ctx, name); err != nil {
+			if err := f.RemoveAll(ctx, name); err != nil {
 				t.Errorf("Remove(%s): %v", name, err)
 			}
 			if ok, err := f.Exists(ctx, name); ok || err != nil {
@@ -305,11 +306,11 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 			t.Errorf("Remove of children removed their parent %s/rm too", d)
 		}
 		for _, name := range []string{d + "/rm/missing", d + "/missing/child"} {
-			if err := f.Remove(ctx, name); err != nil {
+			if err := f.RemoveAll(ctx, name); err != nil {
 				t.Errorf("Remove(%s) of a missing path: %v; want nil", name, err)
 			}
 		}
-		if err := f.Remove(ctx, "/"); err == nil {
+		if err := f.RemoveAll(ctx, "/"); err == nil {
 			t.Errorf("Remove(/): nil error; want a refusal")
 		}
 	})
@@ -325,7 +326,7 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 		checkNotExist(t, "ReadDir", err)
 		_, err = f.Stat(ctx, missing)
 		checkNotExist(t, "Stat", err)
-		if err := f.Mkdir(ctx, d+"/dir"); err != nil {
+		if err := f.MkdirAll(ctx, d+"/dir"); err != nil {
 			t.Fatalf("Mkdir: %v", err)
 		}
 		if _, err := f.ReadFile(ctx, d+"/dir"); err == nil {
@@ -366,11 +367,11 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 		if want := path.Join(wd, "reldir", "made.txt"); list[0].Path != want {
 			t.Errorf("ReadDir(reldir)[0].Path = %q; want the full path %q", list[0].Path, want)
 		}
-		if err := f.Mkdir(ctx, "newdir/x"); err != nil {
+		if err := f.MkdirAll(ctx, "newdir/x"); err != nil {
 			t.Fatalf("Mkdir(newdir/x): %v", err)
 		}
 		shell(t, ctx, sb, "test -d "+path.Join(wd, "newdir/x"))
-		if err := f.Remove(ctx, "newdir"); err != nil {
+		if err := f.RemoveAll(ctx, "newdir"); err != nil {
 			t.Fatalf("Remove(newdir): %v", err)
 		}
 		if res := run(t, ctx, sb, []string{"test", "-e", path.Join(wd, "newdir")}, nil); res.ExitCode == 0 {
@@ -436,7 +437,7 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 			t.Errorf("cat ./-rel-dash.txt = %q; want %q", res.Stdout, "dash")
 		}
 		for _, n := range names {
-			if err := f.Remove(ctx, dir+"/"+n); err != nil {
+			if err := f.RemoveAll(ctx, dir+"/"+n); err != nil {
 				t.Errorf("Remove(%q): %v", n, err)
 			}
 		}
@@ -452,7 +453,7 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 		for name, content := range files {
 			writeFile(t, ctx, f, root+"/"+name, []byte(content))
 		}
-		if err := f.Mkdir(ctx, root+"/emptydir"); err != nil {
+		if err := f.MkdirAll(ctx, root+"/emptydir"); err != nil {
 			t.Fatalf("Mkdir: %v", err)
 		}
 		fsys := f.FS(ctx, root)
@@ -480,14 +481,14 @@ func fsCases(t *testing.T, newSandbox func(t *testing.T) *compute.Sandbox) {
 	})
 }
 
-func writeFile(t *testing.T, ctx context.Context, f *compute.Filesystem, name string, data []byte) {
+func writeFile(t *testing.T, ctx context.Context, f *compute.FileSystem, name string, data []byte) {
 	t.Helper()
 	if err := f.WriteFile(ctx, name, data); err != nil {
 		t.Fatalf("WriteFile(%q, %d bytes): %v", name, len(data), err)
 	}
 }
 
-func readFile(t *testing.T, ctx context.Context, f *compute.Filesystem, name string) []byte {
+func readFile(t *testing.T, ctx context.Context, f *compute.FileSystem, name string) []byte {
 	t.Helper()
 	data, err := f.ReadFile(ctx, name)
 	if err != nil {
@@ -496,7 +497,7 @@ func readFile(t *testing.T, ctx context.Context, f *compute.Filesystem, name str
 	return data
 }
 
-func stat(t *testing.T, ctx context.Context, f *compute.Filesystem, name string) *compute.FileInfo {
+func stat(t *testing.T, ctx context.Context, f *compute.FileSystem, name string) *compute.FileInfo {
 	t.Helper()
 	fi, err := f.Stat(ctx, name)
 	if err != nil {

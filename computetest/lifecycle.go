@@ -30,7 +30,7 @@ func (s *suite) testLifecycle(t *testing.T) {
 		}
 		// It is the same sandbox: a file written through one is seen
 		// through the other.
-		writeFile(t, ctx, a.Filesystem(), "computetest-same.txt", []byte(a.ID()))
+		writeFile(t, ctx, a.FileSystem(), "computetest-same.txt", []byte(a.ID()))
 		if res := run(t, ctx, got, []string{"cat", "computetest-same.txt"}, nil); res.Stdout != a.ID() {
 			t.Errorf("the sandbox from Get reads %q; want %q written through the created one", res.Stdout, a.ID())
 		}
@@ -75,10 +75,10 @@ func (s *suite) testLifecycle(t *testing.T) {
 			t.Fatalf("Create: %v", err)
 		}
 		t.Cleanup(func() { destroy(t, sb) })
-		writeFile(t, ctx, sb.Filesystem(), "computetest-x.txt", []byte("x"))
-		bg, err := sb.Run(ctx, []string{"sleep", marker()}, &compute.RunOptions{Background: true})
+		writeFile(t, ctx, sb.FileSystem(), "computetest-x.txt", []byte("x"))
+		bg, err := sb.Start(context.WithoutCancel(ctx), []string{"sleep", marker()}, nil)
 		if err != nil {
-			t.Fatalf("Run(sleep, Background): %v", err)
+			t.Fatalf("Start(sleep): %v", err)
 		}
 
 		if err := sb.Destroy(ctx); err != nil {
@@ -86,7 +86,7 @@ func (s *suite) testLifecycle(t *testing.T) {
 		}
 		// Destroy takes the sandbox's processes with it.
 		select {
-		case <-bg.Process.Done():
+		case <-bg.Done():
 		case <-time.After(killBound):
 			t.Errorf("a background command still running %v after its sandbox was destroyed; want it ended", killBound)
 		}
@@ -111,9 +111,9 @@ func (s *suite) testLifecycle(t *testing.T) {
 		t.Parallel()
 		ctx := testContext(t)
 		sb := s.sandbox(t, &compute.CreateOptions{Timeout: 2 * time.Second})
-		bg, err := sb.Run(ctx, []string{"sleep", marker()}, &compute.RunOptions{Background: true})
+		bg, err := sb.Start(context.WithoutCancel(ctx), []string{"sleep", marker()}, nil)
 		if err != nil {
-			t.Fatalf("Run(sleep, Background): %v", err)
+			t.Fatalf("Start(sleep): %v", err)
 		}
 		// The sandbox ends on its own when its Timeout passes; polling is
 		// bounded so that one that never ends fails.
@@ -133,7 +133,7 @@ func (s *suite) testLifecycle(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 		select {
-		case <-bg.Process.Done():
+		case <-bg.Done():
 		case <-time.After(killBound):
 			t.Errorf("a background command still running %v after its sandbox's lifetime ended; want it ended", killBound)
 		}
@@ -166,9 +166,9 @@ func checkGone(t *testing.T, ctx context.Context, sb *compute.Sandbox) {
 		p.Kill()
 	}
 	check("Start", err)
-	_, err = sb.Filesystem().ReadFile(opCtx, "computetest-x.txt")
+	_, err = sb.FileSystem().ReadFile(opCtx, "computetest-x.txt")
 	check("ReadFile", err)
-	err = sb.Filesystem().WriteFile(opCtx, "computetest-y.txt", []byte("y"))
+	err = sb.FileSystem().WriteFile(opCtx, "computetest-y.txt", []byte("y"))
 	check("WriteFile", err)
 	info, err := sb.Info(opCtx)
 	if err == nil {
@@ -235,11 +235,11 @@ func (s *suite) testConcurrency(t *testing.T) {
 			wg.Go(func() {
 				name := fmt.Sprintf("computetest-concurrent-%d.txt", i)
 				data := strings.Repeat(fmt.Sprintf("file %d\n", i), 1000+i)
-				if err := sb.Filesystem().WriteFile(ctx, name, []byte(data)); err != nil {
+				if err := sb.FileSystem().WriteFile(ctx, name, []byte(data)); err != nil {
 					t.Errorf("WriteFile(%s): %v", name, err)
 					return
 				}
-				got, err := sb.Filesystem().ReadFile(ctx, name)
+				got, err := sb.FileSystem().ReadFile(ctx, name)
 				if err != nil || string(got) != data {
 					t.Errorf("ReadFile(%s) = %d bytes, %v; want the %d bytes written", name, len(got), err, len(data))
 				}
@@ -273,10 +273,10 @@ func (s *suite) useSandbox(ctx context.Context, i int) (err error) {
 		return fmt.Errorf("RunShell = stdout %q, exit %d, stderr %q; want %q, 0", res.Stdout, res.ExitCode, res.Stderr, want)
 	}
 	data := []byte(fmt.Sprintf("file of sandbox %d (%s)", i, sb.ID()))
-	if err := sb.Filesystem().WriteFile(ctx, "computetest-own.txt", data); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "computetest-own.txt", data); err != nil {
 		return fmt.Errorf("WriteFile: %w", err)
 	}
-	got, err := sb.Filesystem().ReadFile(ctx, "computetest-own.txt")
+	got, err := sb.FileSystem().ReadFile(ctx, "computetest-own.txt")
 	if err != nil {
 		return fmt.Errorf("ReadFile: %w", err)
 	}

@@ -55,7 +55,7 @@ func TestAttackInheritedHostDescriptor(t *testing.T) {
 	dir, fd := hostDirFD(t)
 	sb := newSandboxWith(t, local.Options{Prestart: -1}, nil)
 	ctx := context.Background()
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	n := fmt.Sprint(fd)
 	shell(t, sb, "ln -s /proc/self/fd/"+n+" /workspace/planted; ln -s /proc/1/fd/"+n+" /workspace/planted1")
 	for _, p := range []string{
@@ -79,7 +79,7 @@ func TestAttackInheritedHostDescriptor(t *testing.T) {
 				}
 			}
 		}
-		fsys.Remove(ctx, p)
+		fsys.RemoveAll(ctx, p)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "secret")); err != nil {
 		t.Errorf("the host's file was removed through the sandbox: %v", err)
@@ -168,7 +168,7 @@ while True:
 func TestAttackAgentProcEntries(t *testing.T) {
 	sb := newSandbox(t, nil)
 	ctx := context.Background()
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	shell(t, sb, "ln -s /proc/self /workspace/me")
 	for _, p := range []string{"/proc/self/exe", "/proc/self/maps", "/proc/1/maps", "/proc/1/environ", "/proc/thread-self/status", "me/maps", "/proc/1/root/etc/hostname"} {
 		if data, err := fsys.ReadFile(ctx, p); err == nil {
@@ -189,7 +189,7 @@ func TestAttackAgentProcEntries(t *testing.T) {
 // thread, until every operation failed.
 func TestAttackSpecialFiles(t *testing.T) {
 	sb := newSandbox(t, nil)
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	shell(t, sb, "mkfifo /workspace/fifo && python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.bind(\"/workspace/sock\")'")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a hang guard, not a speed limit
 	defer cancel()
@@ -230,14 +230,14 @@ func TestWriteLongFileName(t *testing.T) {
 	ctx := context.Background()
 	for _, n := range []int{200, 245, 255} {
 		name := strings.Repeat("n", n)
-		if err := sb.Filesystem().WriteFile(ctx, name, []byte("x")); err != nil {
+		if err := sb.FileSystem().WriteFile(ctx, name, []byte("x")); err != nil {
 			t.Fatalf("%d-byte name: %v", n, err)
 		}
-		if data, err := sb.Filesystem().ReadFile(ctx, name); err != nil || string(data) != "x" {
+		if data, err := sb.FileSystem().ReadFile(ctx, name); err != nil || string(data) != "x" {
 			t.Fatalf("%d-byte name read back: %q, %v", n, data, err)
 		}
 	}
-	if err := sb.Filesystem().WriteFile(ctx, strings.Repeat("n", 256), []byte("x")); !errors.Is(err, syscall.ENAMETOOLONG) {
+	if err := sb.FileSystem().WriteFile(ctx, strings.Repeat("n", 256), []byte("x")); !errors.Is(err, syscall.ENAMETOOLONG) {
 		t.Errorf("256-byte name: %v, want ENAMETOOLONG", err)
 	}
 }

@@ -130,7 +130,7 @@ func BenchmarkFileRoundTrip1MiB(b *testing.B) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	b.Run("sandbox", func(b *testing.B) {
-		fsys := benchSandbox(b).Filesystem()
+		fsys := benchSandbox(b).FileSystem()
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
 			if err := fsys.WriteFile(ctx, "f.bin", data); err != nil {

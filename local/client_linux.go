@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
@@ -28,7 +28,7 @@ import (
 const agentReplyTimeout = time.Minute
 
 func (s *sandbox) stoppedErr() error {
-	return fmt.Errorf("local: sandbox %s: %w", s.id, compute.ErrStopped)
+	return fmt.Errorf("local: sandbox %s: %w", s.id, driver.ErrStopped)
 }
 
 // op is one operation's connection to the agent.

@@ -142,7 +142,7 @@ print("TIOCSTI", libc.ioctl(0, 0x5412, b"x"), ctypes.get_errno())`)
 }
 
 // Threat: hard links and symlinks that point the sandbox (or the host's
-// Filesystem calls) at host files.
+// FileSystem calls) at host files.
 func TestEscapeLinks(t *testing.T) {
 	sb := newSandbox(t, nil)
 	res := shell(t, sb, "ln /usr/bin/env /workspace/env-link 2>&1; echo rc=$?")
@@ -150,7 +150,7 @@ func TestEscapeLinks(t *testing.T) {
 		t.Errorf("hard link to a host file succeeded: %q", res.Stdout)
 	}
 	ctx := context.Background()
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	// A symlink to the host's root resolves inside the sandbox, where it
 	// names the sandbox's own files.
 	shell(t, sb, "ln -s / /workspace/root-link && ln -s /proc/1/root /workspace/agent-root")
@@ -206,8 +206,8 @@ func TestEscapeDisk(t *testing.T) {
 			t.Errorf("filling %s: want ENOSPC, got %q", dir, res.Stdout)
 		}
 	}
-	// Through the Filesystem API as well, with the error kept.
-	err := sb.Filesystem().WriteFile(context.Background(), "/workspace/big", make([]byte, 64<<20))
+	// Through the FileSystem API as well, with the error kept.
+	err := sb.FileSystem().WriteFile(context.Background(), "/workspace/big", make([]byte, 64<<20))
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Errorf("WriteFile past the cap: want ENOSPC, got %v", err)
 	}

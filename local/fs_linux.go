@@ -17,12 +17,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
 // FileSystem returns the sandbox's native file access.
-func (s *sandbox) FileSystem() compute.ProviderFileSystem { return (*sandboxFS)(s) }
+func (s *sandbox) FileSystem() driver.FileSystem { return (*sandboxFS)(s) }
 
 type sandboxFS sandbox
 
@@ -171,19 +171,19 @@ func (f *sandboxFS) RemoveAll(ctx context.Context, name string) error {
 	return err
 }
 
-func toInfo(st agentproto.FileStat) compute.FileInfo {
-	return compute.FileInfo{
+func toInfo(st agentproto.FileStat) driver.FileInfo {
+	return driver.FileInfo{
 		Name: st.Name, Path: st.Path, IsDir: st.Dir, Size: st.Size, Mode: st.Mode,
 		ModTime: time.Unix(0, st.ModTime),
 	}
 }
 
-func (f *sandboxFS) ReadDir(ctx context.Context, name string) ([]compute.FileInfo, error) {
+func (f *sandboxFS) ReadDir(ctx context.Context, name string) ([]driver.FileInfo, error) {
 	rep, err := f.simple(ctx, "readdir", name, &agentproto.Request{Op: agentproto.OpReadDir, Path: name})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]compute.FileInfo, 0, len(rep.Files))
+	out := make([]driver.FileInfo, 0, len(rep.Files))
 	for _, st := range rep.Files {
 		if st.Name == "." || st.Name == ".." || st.Name == "" {
 			continue
@@ -194,7 +194,7 @@ func (f *sandboxFS) ReadDir(ctx context.Context, name string) ([]compute.FileInf
 	return out, nil
 }
 
-func (f *sandboxFS) Stat(ctx context.Context, name string) (*compute.FileInfo, error) {
+func (f *sandboxFS) Stat(ctx context.Context, name string) (*driver.FileInfo, error) {
 	rep, err := f.simple(ctx, "stat", name, &agentproto.Request{Op: agentproto.OpStat, Path: name})
 	if err != nil {
 		return nil, err

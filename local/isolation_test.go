@@ -109,17 +109,17 @@ func TestCannotReadHostFiles(t *testing.T) {
 			t.Errorf("secret leaked through %s", p)
 		}
 	}
-	// Through the Filesystem API too.
-	if _, err := sb.Filesystem().ReadFile(context.Background(), secret); err == nil {
-		t.Errorf("Filesystem().ReadFile(%s) succeeded", secret)
+	// Through the FileSystem API too.
+	if _, err := sb.FileSystem().ReadFile(context.Background(), secret); err == nil {
+		t.Errorf("FileSystem().ReadFile(%s) succeeded", secret)
 	}
 	// ../ and symlinks resolve inside the sandbox's own root.
 	res := shell(t, sb, fmt.Sprintf("ln -s %q link && cat link/secret.txt; cat ../../..%s", secretDir, secret))
 	if strings.Contains(res.Stdout, "host-secret") {
 		t.Errorf("secret leaked through a symlink or ../: %q", res.Stdout)
 	}
-	if _, err := sb.Filesystem().ReadFile(context.Background(), "link/secret.txt"); err == nil {
-		t.Error("Filesystem().ReadFile through a symlink to a host dir succeeded")
+	if _, err := sb.FileSystem().ReadFile(context.Background(), "link/secret.txt"); err == nil {
+		t.Error("FileSystem().ReadFile through a symlink to a host dir succeeded")
 	}
 }
 
@@ -287,14 +287,14 @@ func TestNoInheritedDescriptors(t *testing.T) {
 func TestSandboxesDoNotShareFiles(t *testing.T) {
 	a, b := newSandbox(t, nil), newSandbox(t, nil)
 	ctx := context.Background()
-	if err := a.Filesystem().WriteFile(ctx, "/workspace/a-secret", []byte("a")); err != nil {
+	if err := a.FileSystem().WriteFile(ctx, "/workspace/a-secret", []byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Filesystem().WriteFile(ctx, "/tmp/a-secret", []byte("a")); err != nil {
+	if err := a.FileSystem().WriteFile(ctx, "/tmp/a-secret", []byte("a")); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/workspace/a-secret", "/tmp/a-secret"} {
-		if ok, _ := b.Filesystem().Exists(ctx, p); ok {
+		if ok, _ := b.FileSystem().Exists(ctx, p); ok {
 			t.Errorf("sandbox b sees sandbox a's %s", p)
 		}
 	}

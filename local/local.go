@@ -28,7 +28,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // Defaults for Options' zero values.
@@ -62,7 +62,7 @@ type Provider struct {
 	makingRoom int            // Creates that gave up a spare's place: no refill meanwhile
 }
 
-var _ compute.Provider = (*Provider)(nil)
+var _ driver.Provider = (*Provider)(nil)
 
 // New returns a local provider. It fails with an error that says why when
 // this machine cannot isolate sandboxes (not Linux, user namespaces
@@ -127,9 +127,9 @@ func New(opts Options) (*Provider, error) {
 func (p *Provider) Name() string { return "local" }
 
 // Create starts a sandbox.
-func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driver.Sandbox, error) {
 	if opts == nil {
-		opts = &compute.CreateOptions{}
+		opts = &driver.CreateOptions{}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -139,16 +139,16 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	}
 	network := p.opts.Network
 	switch opts.Network {
-	case compute.NetworkNone:
+	case driver.NetworkNone:
 		network = false
-	case compute.NetworkHost:
+	case driver.NetworkHost:
 		network = true
 	}
 	if len(opts.NetworkAllow) > 0 {
 		network = false // its own namespace; the proxy is the way out
 	}
-	if p.opts.Isolation == IsolationNone && (len(opts.NetworkAllow) > 0 || opts.Network == compute.NetworkNone) {
-		return nil, fmt.Errorf("local: network restrictions need isolation; this provider runs unisolated (IsolationNone): %w", compute.ErrUnsupported)
+	if p.opts.Isolation == IsolationNone && (len(opts.NetworkAllow) > 0 || opts.Network == driver.NetworkNone) {
+		return nil, fmt.Errorf("local: network restrictions need isolation; this provider runs unisolated (IsolationNone): %w", driver.ErrUnsupported)
 	}
 	gpus, err := gpuDevices(opts.GPU)
 	if err != nil {
@@ -165,7 +165,7 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if s != nil {
 		if err := s.activate(ctx, id, opts); err != nil {
 			s.destroy()
-			if !errors.Is(err, compute.ErrStopped) {
+			if !errors.Is(err, driver.ErrStopped) {
 				return nil, err // the request's fault (a bad Dir, say): a fresh start would fail alike
 			}
 			s = nil // a spare that died: start afresh below
@@ -174,7 +174,7 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 	if s == nil {
 		var err error
 		s, err = p.startCancelable(ctx, network, gpus)
-		if errors.Is(err, compute.ErrQuotaExceeded) {
+		if errors.Is(err, driver.ErrQuotaExceeded) {
 			s, err = p.startMakingRoom(ctx, network, gpus, err)
 		}
 		if err != nil {
@@ -198,18 +198,18 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 }
 
 // Get returns a live sandbox of this provider by id.
-func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+func (p *Provider) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	p.mu.Lock()
 	s := p.sandboxes[id]
 	p.mu.Unlock()
 	if s == nil {
-		return nil, fmt.Errorf("local: sandbox %q: %w", id, compute.ErrNotFound)
+		return nil, fmt.Errorf("local: sandbox %q: %w", id, driver.ErrNotFound)
 	}
 	return s, nil
 }
 
 // List returns the live sandboxes, oldest first.
-func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p *Provider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	p.mu.Lock()
 	list := make([]*sandbox, 0, len(p.sandboxes))
 	for _, s := range p.sandboxes {
@@ -217,7 +217,7 @@ func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) 
 	}
 	p.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].created.Before(list[j].created) })
-	out := make([]compute.ProviderSandbox, len(list))
+	out := make([]driver.Sandbox, len(list))
 	for i, s := range list {
 		out[i] = s
 	}
@@ -305,7 +305,7 @@ func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []str
 		p.makingRoom--
 		p.mu.Unlock()
 	}()
-	for errors.Is(err, compute.ErrQuotaExceeded) {
+	for errors.Is(err, driver.ErrQuotaExceeded) {
 		p.mu.Lock()
 		var spare *sandbox
 		if n := len(p.spares); n > 0 {

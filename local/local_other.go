@@ -8,7 +8,7 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 func checkSupport(Options) error {
@@ -25,17 +25,17 @@ func startAgent(*Provider, bool, []string) (*sandbox, error) { return nil, check
 
 func gpuDevices(string) ([]string, error) { return nil, nil }
 
-func (s *sandbox) activate(context.Context, string, *compute.CreateOptions) error {
+func (s *sandbox) activate(context.Context, string, *driver.CreateOptions) error {
 	return checkSupport(Options{})
 }
 
 func (s *sandbox) destroy() error { return nil }
 func (s *sandbox) ID() string     { return s.id }
-func (s *sandbox) Info(context.Context) (*compute.Info, error) {
-	return nil, compute.ErrUnsupported
+func (s *sandbox) Info(context.Context) (*driver.Info, error) {
+	return nil, driver.ErrUnsupported
 }
-func (s *sandbox) Start(context.Context, *compute.ExecRequest) (compute.ProviderProcess, error) {
-	return nil, compute.ErrUnsupported
+func (s *sandbox) Start(context.Context, *driver.ExecRequest) (driver.Process, error) {
+	return nil, driver.ErrUnsupported
 }
 
 func sweepCgroups() {}

@@ -54,7 +54,7 @@ type Options struct {
 	// MaxMemory caps the memory of one sandbox, its in-memory files
 	// included (a cgroup memory limit; 1 GiB when zero). A process that
 	// allocates past it is killed (exit 137, with an error matching
-	// compute.ErrOutOfMemory); the sandbox survives. Where cgroups are not
+	// driver.ErrOutOfMemory); the sandbox survives. Where cgroups are not
 	// writable (not root), an explicit MaxMemory becomes a per-process
 	// RLIMIT_AS instead, and Info says so.
 	MaxMemory int64
@@ -62,7 +62,7 @@ type Options struct {
 	// Provider-wide caps: what the provider's sandboxes may hold together,
 	// prestarted spares included, so that many sandboxes cannot take the
 	// host down where one cannot. A Create past one of them fails with an
-	// error matching compute.ErrQuotaExceeded that names the cap; destroy
+	// error matching driver.ErrQuotaExceeded that names the cap; destroy
 	// sandboxes, lower the per-sandbox limit or raise the cap.
 
 	// MaxSandboxes caps the sandboxes held at once (when zero, 32 per CPU

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
@@ -30,13 +30,13 @@ const outputGrace = 250 * time.Millisecond
 
 // Start runs a command in the sandbox. Its stdio are pipes whose far ends
 // go straight to the process: output never passes through the agent.
-func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+func (s *sandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	// One writer for both streams: one pipe for both, so order is kept.
-	combined := compute.SameWriter(req.Stdout, req.Stderr)
+	combined := driver.SameWriter(req.Stdout, req.Stderr)
 	errR, errW := outR, outW
 	if !combined {
 		if errR, errW, err = os.Pipe(); err != nil {
@@ -93,7 +93,7 @@ func (s *sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		if rep.NotFound {
 			// The agent's reason names the program already ("x: command
 			// not found", or why exec failed): say it once.
-			err = fmt.Errorf("local: %s: %w", strings.TrimSuffix(rep.Err, ": command not found"), compute.ErrCommandNotFound)
+			err = fmt.Errorf("local: %s: %w", strings.TrimSuffix(rep.Err, ": command not found"), driver.ErrCommandNotFound)
 		} else if rep.Errno != 0 {
 			err = fmt.Errorf("local: %s: %w", rep.Err, syscall.Errno(rep.Errno))
 		}
@@ -229,7 +229,7 @@ func (p *process) Wait() (int, error) {
 	}
 	if *rep.Exit == 128+int(syscall.SIGKILL) && p.s.cg != nil && p.s.cg.oomKills() > p.oomBefore {
 		return *rep.Exit, fmt.Errorf("local: sandbox %s: command killed for going over the %s memory limit: %w",
-			p.s.id, bytesString(p.s.p.opts.MaxMemory), compute.ErrOutOfMemory)
+			p.s.id, bytesString(p.s.p.opts.MaxMemory), driver.ErrOutOfMemory)
 	}
 	return *rep.Exit, nil
 }

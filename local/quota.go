@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // Defaults of the provider-wide caps, relative to the host.
@@ -82,7 +82,7 @@ type reservation struct {
 }
 
 // reserve takes one sandbox's share, or fails with an error matching
-// compute.ErrQuotaExceeded that names the cap it would pass.
+// driver.ErrQuotaExceeded that names the cap it would pass.
 func (q *quota) reserve() (*reservation, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -90,13 +90,13 @@ func (q *quota) reserve() (*reservation, error) {
 	switch {
 	case q.sandboxes+1 > q.maxSandboxes:
 		return nil, fmt.Errorf("local: %s: another would pass MaxSandboxes (%d); destroy sandboxes or raise local.Options.MaxSandboxes: %w",
-			held, q.maxSandboxes, compute.ErrQuotaExceeded)
+			held, q.maxSandboxes, driver.ErrQuotaExceeded)
 	case q.memory+q.perMemory > q.maxMemory:
 		return nil, fmt.Errorf("local: %s, with %s of memory limits: another %s would pass MaxTotalMemory (%s); destroy sandboxes, lower local.Options.MaxMemory or raise local.Options.MaxTotalMemory: %w",
-			held, bytesString(q.memory), bytesString(q.perMemory), bytesString(q.maxMemory), compute.ErrQuotaExceeded)
+			held, bytesString(q.memory), bytesString(q.perMemory), bytesString(q.maxMemory), driver.ErrQuotaExceeded)
 	case q.procs+q.perProcs > q.maxProcs:
 		return nil, fmt.Errorf("local: %s, with %d processes allowed: another %d would pass MaxTotalProcesses (%d); destroy sandboxes, lower local.Options.MaxProcesses or raise local.Options.MaxTotalProcesses: %w",
-			held, q.procs, q.perProcs, q.maxProcs, compute.ErrQuotaExceeded)
+			held, q.procs, q.perProcs, q.maxProcs, driver.ErrQuotaExceeded)
 	}
 	q.sandboxes++
 	q.memory += q.perMemory

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local/internal/agent"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
@@ -25,7 +25,7 @@ type sandbox struct {
 	id      string
 	name    string
 	meta    map[string]string
-	runtime compute.Runtime
+	runtime driver.Runtime
 	created time.Time
 	timeout time.Duration
 	workDir string // inside the sandbox
@@ -53,11 +53,11 @@ type sandbox struct {
 	expired   bool
 }
 
-var _ compute.FileSystemProvider = (*sandbox)(nil)
+var _ driver.FileSystemer = (*sandbox)(nil)
 
 // activate makes a started sandbox the one a Create asked for: its id,
 // environment, working directory, metadata and lifetime.
-func (s *sandbox) activate(ctx context.Context, id string, opts *compute.CreateOptions) error {
+func (s *sandbox) activate(ctx context.Context, id string, opts *driver.CreateOptions) error {
 	p := s.p
 	s.id, s.name, s.meta, s.runtime = id, opts.Name, maps.Clone(opts.Metadata), opts.Runtime
 	s.timeout = opts.Timeout
@@ -158,29 +158,29 @@ func (s *sandbox) release() error {
 	return s.releaseErr
 }
 
-func (s *sandbox) status() compute.Status {
+func (s *sandbox) status() driver.Status {
 	select {
 	case <-s.exited:
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.destroyed || s.expired {
-			return compute.StatusStopped
+			return driver.StatusStopped
 		}
-		return compute.StatusError
+		return driver.StatusError
 	default:
-		return compute.StatusRunning
+		return driver.StatusRunning
 	}
 }
 
 // Info describes the sandbox. A running sandbox's agent is asked whether
 // it answers: one that does not (wedged, or out of descriptors) makes the
 // status StatusError, since nothing can be done in the sandbox.
-func (s *sandbox) Info(ctx context.Context) (*compute.Info, error) {
+func (s *sandbox) Info(ctx context.Context) (*driver.Info, error) {
 	status := s.status()
-	if status == compute.StatusRunning && !s.answers(ctx) && ctx.Err() == nil {
-		status = compute.StatusError
+	if status == driver.StatusRunning && !s.answers(ctx) && ctx.Err() == nil {
+		status = driver.StatusError
 	}
-	return &compute.Info{
+	return &driver.Info{
 		ID:        s.id,
 		Provider:  "local",
 		Name:      s.name,

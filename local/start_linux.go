@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local/internal/agent"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
@@ -348,7 +348,7 @@ func gpuDevices(request string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("local: GPU %q requested, but this machine has no NVIDIA GPU (no /dev/nvidia* devices); use a provider with GPUs (modal): %w", request, compute.ErrUnsupported)
+		return nil, fmt.Errorf("local: GPU %q requested, but this machine has no NVIDIA GPU (no /dev/nvidia* devices); use a provider with GPUs (modal): %w", request, driver.ErrUnsupported)
 	}
 	return out, nil
 }

@@ -105,7 +105,7 @@ func BenchmarkOps(b *testing.B) {
 		b.Fatal(err)
 	}
 	data := make([]byte, 64<<10)
-	if err := sb.Filesystem().WriteFile(ctx, "/tmp/bench.bin", data); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "/tmp/bench.bin", data); err != nil {
 		b.Fatal(err)
 	}
 	for _, op := range []struct {
@@ -123,9 +123,9 @@ func BenchmarkOps(b *testing.B) {
 			_, err := sb.RunCode(ctx, "print(1)", nil)
 			return err
 		}},
-		{"WriteFile64KiB", func() error { return sb.Filesystem().WriteFile(ctx, "/tmp/bench.bin", data) }},
+		{"WriteFile64KiB", func() error { return sb.FileSystem().WriteFile(ctx, "/tmp/bench.bin", data) }},
 		{"ReadFile64KiB", func() error {
-			_, err := sb.Filesystem().ReadFile(ctx, "/tmp/bench.bin")
+			_, err := sb.FileSystem().ReadFile(ctx, "/tmp/bench.bin")
 			return err
 		}},
 		{"Info", func() error {

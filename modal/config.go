@@ -14,9 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
-
-	"github.com/computesdk-go/compute"
 )
 
 // Defaults for Config's zero values.
@@ -45,7 +44,7 @@ type Config struct {
 	// the active profile of ~/.modal.toml (MODAL_CONFIG_PATH and
 	// MODAL_PROFILE choose another file or profile). Missing credentials
 	// are reported by Create with an error matching
-	// compute.ErrMissingCredentials.
+	// driver.ErrMissingCredentials.
 	TokenID, TokenSecret string
 	// Environment is the Modal environment ("main", "sandbox", ...); empty
 	// means MODAL_ENVIRONMENT, else the profile's, else the workspace's
@@ -54,7 +53,7 @@ type Config struct {
 	// Runtime is the default runtime of sandboxes whose CreateOptions name
 	// none: it picks their image (PythonImage or NodeImage) and RunCode's
 	// default. Empty means Python.
-	Runtime compute.Runtime
+	Runtime driver.Runtime
 	// Timeout is the default lifetime of a sandbox (CreateOptions.Timeout
 	// overrides it); zero means Modal's default, DefaultTimeout. Modal
 	// counts whole seconds (a fraction is rounded up) and allows at most
@@ -96,7 +95,7 @@ type Config struct {
 // SandboxOptions are Modal's own options for a sandbox. The zero value
 // means Modal's defaults. Give them for every sandbox with Config.Sandbox,
 // or for the sandboxes of one derived provider with Provider.With; the
-// generic compute.CreateOptions of a Create (Timeout, Env, Dir, GPU,
+// generic driver.CreateOptions of a Create (Timeout, Env, Dir, GPU,
 // Network, NetworkAllow) take precedence over them.
 type SandboxOptions struct {
 	// Image is the sandbox's image: a registry tag ("python:3.13-slim",
@@ -133,7 +132,7 @@ type SandboxOptions struct {
 	// Modal's tunnels; Sandbox.URL gives their addresses.
 	EncryptedPorts, H2Ports, UnencryptedPorts []int
 	// BlockNetwork takes all outbound network away (as
-	// compute.NetworkNone does).
+	// driver.NetworkNone does).
 	BlockNetwork bool
 	// OutboundCIDRs and OutboundDomains, when set, allow outbound traffic
 	// only to these CIDRs ("10.0.0.0/8") and domains ("api.example.com",
@@ -236,7 +235,7 @@ func checkEnv(env map[string]string) error {
 
 // createParams turns the options of one Create into the SDK's parameters.
 // It returns the image reference, the app name and what Info reports.
-func (p *Provider) createParams(opts *compute.CreateOptions) (*modalsdk.SandboxCreateParams, *meta, error) {
+func (p *Provider) createParams(opts *driver.CreateOptions) (*modalsdk.SandboxCreateParams, *meta, error) {
 	o := p.opts
 	cfg := p.s.cfg
 	rt := opts.Runtime
@@ -245,7 +244,7 @@ func (p *Provider) createParams(opts *compute.CreateOptions) (*modalsdk.SandboxC
 	}
 	if o.Image == "" {
 		switch rt {
-		case compute.Node:
+		case driver.Node:
 			o.Image = cfg.NodeImage
 		default:
 			o.Image = cfg.PythonImage
@@ -282,7 +281,7 @@ func (p *Provider) createParams(opts *compute.CreateOptions) (*modalsdk.SandboxC
 	if err := checkEnv(env); err != nil {
 		return nil, nil, err
 	}
-	if opts.Network == compute.NetworkHost && (o.BlockNetwork || o.OutboundCIDRs != nil || o.OutboundDomains != nil) {
+	if opts.Network == driver.NetworkHost && (o.BlockNetwork || o.OutboundCIDRs != nil || o.OutboundDomains != nil) {
 		return nil, nil, errors.New("modal: CreateOptions.Network is host but the Modal options restrict the network")
 	}
 	if len(opts.NetworkAllow) > 0 {
@@ -311,7 +310,7 @@ func (p *Provider) createParams(opts *compute.CreateOptions) (*modalsdk.SandboxC
 		if o.OutboundDomains == nil {
 			o.OutboundDomains = []string{}
 		}
-	} else if opts.Network == compute.NetworkNone {
+	} else if opts.Network == driver.NetworkNone {
 		o.BlockNetwork = true
 	}
 	if o.BlockNetwork && (o.OutboundCIDRs != nil || o.OutboundDomains != nil) {

@@ -7,17 +7,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
 	pb "github.com/modal-labs/modal-client/go/proto/modal_proto"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/computesdk-go/compute"
 )
 
 // Error is a failed Modal operation. It matches (errors.Is) the compute
-// error of its category, when it has one (compute.ErrNotFound,
-// compute.ErrAuthentication, compute.ErrQuotaExceeded, ...), and unwraps to
+// error of its category, when it has one (driver.ErrNotFound,
+// driver.ErrAuthentication, driver.ErrQuotaExceeded, ...), and unwraps to
 // the SDK's own error (errors.As with modalsdk.NotFoundError, a gRPC
 // status, ...) for callers who need Modal's detail.
 type Error struct {
@@ -48,7 +47,7 @@ func (e *Error) Error() string {
 		b.WriteString(e.Msg)
 	}
 	// The SDK's own words for missing credentials say less than Msg.
-	if e.Err != nil && e.Kind != compute.ErrMissingCredentials {
+	if e.Err != nil && e.Kind != driver.ErrMissingCredentials {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
 	}
@@ -89,17 +88,17 @@ func classify(err error) (msg string, kind error) {
 	)
 	switch {
 	case strings.Contains(err.Error(), "missing credentials"):
-		return credentialsHelp, compute.ErrMissingCredentials
+		return credentialsHelp, driver.ErrMissingCredentials
 	case errors.As(err, &nf):
-		return "", compute.ErrNotFound
+		return "", driver.ErrNotFound
 	case errors.As(err, &re):
-		return "Modal has no capacity or quota left for this request (check your usage at https://modal.com/settings)", compute.ErrQuotaExceeded
+		return "Modal has no capacity or quota left for this request (check your usage at https://modal.com/settings)", driver.ErrQuotaExceeded
 	case errors.As(err, &cf):
-		return "the sandbox has already finished", compute.ErrStopped
+		return "the sandbox has already finished", driver.ErrStopped
 	case errors.As(err, &cc):
-		return "the sandbox was destroyed", compute.ErrStopped
+		return "the sandbox was destroyed", driver.ErrStopped
 	case errors.As(err, &et), errors.As(err, &st):
-		return "", compute.ErrTimeout
+		return "", driver.ErrTimeout
 	case errors.As(err, &ae):
 		return "a sandbox with this name is already running in the app (SandboxOptions.Name must be unique among an app's running sandboxes)", nil
 	case errors.As(err, &inv):
@@ -108,18 +107,18 @@ func classify(err error) (msg string, kind error) {
 	if s, ok := status.FromError(err); ok {
 		switch s.Code() {
 		case codes.Unauthenticated:
-			return "Modal rejected the credentials: check TokenID and TokenSecret, or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET", compute.ErrAuthentication
+			return "Modal rejected the credentials: check TokenID and TokenSecret, or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET", driver.ErrAuthentication
 		case codes.PermissionDenied:
 			return "Modal denied the request (permission denied)", nil
 		case codes.ResourceExhausted:
 			for _, d := range s.Details() {
 				if _, ok := d.(*pb.RPCRetryPolicy); ok {
-					return "Modal is throttling requests and asked to retry later than the SDK waits (MODAL_MAX_THROTTLE_WAIT) or the context allows", compute.ErrQuotaExceeded
+					return "Modal is throttling requests and asked to retry later than the SDK waits (MODAL_MAX_THROTTLE_WAIT) or the context allows", driver.ErrQuotaExceeded
 				}
 			}
-			return "Modal refused for lack of quota (check your usage at https://modal.com/settings)", compute.ErrQuotaExceeded
+			return "Modal refused for lack of quota (check your usage at https://modal.com/settings)", driver.ErrQuotaExceeded
 		case codes.NotFound:
-			return "", compute.ErrNotFound
+			return "", driver.ErrNotFound
 		case codes.Unavailable:
 			return "Modal is unavailable (the SDK retried)", nil
 		}
@@ -192,7 +191,7 @@ func stoppedError(op, id, why string, err error) error {
 	if why != "" {
 		msg += " (" + why + ")"
 	}
-	return &Error{Op: op, Sandbox: id, Kind: compute.ErrStopped, Msg: msg, Err: err}
+	return &Error{Op: op, Sandbox: id, Kind: driver.ErrStopped, Msg: msg, Err: err}
 }
 
 // exitReason explains a finished sandbox's exit code.

@@ -156,7 +156,7 @@ func TestSandboxDied(t *testing.T) {
 	if !errors.Is(err, compute.ErrStopped) || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("RunCommand in a sandbox past its timeout: %v; want compute.ErrStopped saying it reached its timeout", err)
 	}
-	_, err = sb.Filesystem().ReadFile(ctx, "/etc/hostname")
+	_, err = sb.FileSystem().ReadFile(ctx, "/etc/hostname")
 	if !errors.Is(err, compute.ErrStopped) {
 		t.Errorf("ReadFile in a sandbox past its timeout: %v; want compute.ErrStopped", err)
 	}

@@ -13,9 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
-
-	"github.com/computesdk-go/compute"
 )
 
 // Commands start through a small /bin/sh launcher, in the same exec (no
@@ -129,7 +128,7 @@ const (
 
 // Start runs a command in the sandbox (see the launcher above): one exec
 // on Modal, whose stdout and stderr are read at once and concurrently.
-func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+func (s *Sandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
 		return nil, errors.New("modal: empty command")
 	}
@@ -140,7 +139,7 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		return nil, err
 	}
 	stdout, stderr := orDiscard(req.Stdout), orDiscard(req.Stderr)
-	merged := req.Stdout != nil && compute.SameWriter(req.Stdout, req.Stderr)
+	merged := req.Stdout != nil && driver.SameWriter(req.Stdout, req.Stderr)
 	mode := "-"
 	if req.Stdin == nil {
 		mode += "n"
@@ -183,7 +182,7 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 		return nil, ctx.Err()
 	}
 	if p.notFound {
-		return nil, &Error{Op: "exec", Sandbox: s.id, Kind: compute.ErrCommandNotFound, Msg: fmt.Sprintf("%s: command not found", req.Argv[0])}
+		return nil, &Error{Op: "exec", Sandbox: s.id, Kind: driver.ErrCommandNotFound, Msg: fmt.Sprintf("%s: command not found", req.Argv[0])}
 	}
 	return p, nil
 }

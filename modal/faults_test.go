@@ -29,7 +29,7 @@ const countScript = `echo ran >> /tmp/runs; echo out; echo err >&2`
 
 func runCount(t *testing.T, ctx context.Context, sb *compute.Sandbox) int {
 	t.Helper()
-	b, err := sb.Filesystem().ReadFile(ctx, "/tmp/runs")
+	b, err := sb.FileSystem().ReadFile(ctx, "/tmp/runs")
 	if err != nil {
 		t.Fatalf("reading the run counter: %v", err)
 	}
@@ -66,10 +66,10 @@ func workload(t *testing.T, ctx context.Context, c *compute.Compute) (runs int) 
 	runs++
 	data := make([]byte, 600<<10)
 	crand.Read(data)
-	if err := sb.Filesystem().WriteFile(ctx, "/tmp/data.bin", data); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "/tmp/data.bin", data); err != nil {
 		t.Fatalf("WriteFile: %v", err)
 	}
-	got, err := sb.Filesystem().ReadFile(ctx, "/tmp/data.bin")
+	got, err := sb.FileSystem().ReadFile(ctx, "/tmp/data.bin")
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("ReadFile = %d bytes (equal %v), %v; want the %d bytes written", len(got), bytes.Equal(got, data), err, len(data))
 	}
@@ -142,14 +142,14 @@ func TestFaultsRandomUnavailable(t *testing.T) {
 	}
 	data := []byte("through the storm")
 	for i := range 5 {
-		if err := sb.Filesystem().WriteFile(ctx, "/tmp/storm.txt", data); err != nil {
+		if err := sb.FileSystem().WriteFile(ctx, "/tmp/storm.txt", data); err != nil {
 			var pe *fs.PathError
 			if !errors.As(err, &pe) {
 				t.Errorf("WriteFile %d: %v (%T); want an *fs.PathError", i, err, err)
 			}
 			continue
 		}
-		got, err := sb.Filesystem().ReadFile(ctx, "/tmp/storm.txt")
+		got, err := sb.FileSystem().ReadFile(ctx, "/tmp/storm.txt")
 		if err == nil && !bytes.Equal(got, data) {
 			t.Errorf("ReadFile %d = %q; want %q", i, got, data)
 		}
@@ -229,13 +229,13 @@ func TestFaultsBrokenStreams(t *testing.T) {
 	srv.Inject("TaskExecStdinWriteStream", modaltest.Fault{BreakAfterBytes: 300 << 10, Times: 2})
 	data := make([]byte, 1<<20)
 	crand.Read(data)
-	if err := sb.Filesystem().WriteFile(ctx, "/tmp/up.bin", data); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "/tmp/up.bin", data); err != nil {
 		t.Fatalf("WriteFile through a broken stream: %v", err)
 	}
 	if n := srv.CallCount("TaskExecStdinStatus"); n == 0 {
 		t.Errorf("no TaskExecStdinStatus call: the upload was not resumed (was the fault hit?)")
 	}
-	got, err := sb.Filesystem().ReadFile(ctx, "/tmp/up.bin")
+	got, err := sb.FileSystem().ReadFile(ctx, "/tmp/up.bin")
 	if err != nil || !bytes.Equal(got, data) {
 		t.Errorf("the file written through a broken stream reads back %d bytes (equal %v), %v", len(got), bytes.Equal(got, data), err)
 	}

@@ -13,15 +13,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
-
-	"github.com/computesdk-go/compute"
 )
 
 // FileSystem returns the sandbox's files through Modal's filesystem API
 // (the SDK's Sandbox.Filesystem): one exec of Modal's file tool per
 // operation, contents moved as bytes, exactly.
-func (s *Sandbox) FileSystem() compute.ProviderFileSystem { return &filesystem{s: s} }
+func (s *Sandbox) FileSystem() driver.FileSystem { return &filesystem{s: s} }
 
 type filesystem struct{ s *Sandbox }
 
@@ -245,7 +244,7 @@ func (f *filesystem) RemoveAll(ctx context.Context, name string) error {
 
 // ReadDir lists a directory, sorted by name; symbolic links are
 // described by what they point to (one more call per link).
-func (f *filesystem) ReadDir(ctx context.Context, name string) ([]compute.FileInfo, error) {
+func (f *filesystem) ReadDir(ctx context.Context, name string) ([]driver.FileInfo, error) {
 	p, err := f.abs(ctx, "readdir", name)
 	if err != nil {
 		return nil, err
@@ -258,7 +257,7 @@ func (f *filesystem) ReadDir(ctx context.Context, name string) ([]compute.FileIn
 	if err != nil {
 		return nil, f.pathErr(ctx, "readdir", name, err)
 	}
-	out := make([]compute.FileInfo, 0, len(list))
+	out := make([]driver.FileInfo, 0, len(list))
 	for _, e := range list {
 		if e.Name == "." || e.Name == ".." {
 			continue
@@ -277,7 +276,7 @@ func (f *filesystem) ReadDir(ctx context.Context, name string) ([]compute.FileIn
 }
 
 // Stat describes a file, following symbolic links.
-func (f *filesystem) Stat(ctx context.Context, name string) (*compute.FileInfo, error) {
+func (f *filesystem) Stat(ctx context.Context, name string) (*driver.FileInfo, error) {
 	p, err := f.abs(ctx, "stat", name)
 	if err != nil {
 		return nil, err
@@ -313,10 +312,10 @@ func (f *filesystem) follow(ctx context.Context, p string) (*modalsdk.FileInfo, 
 	return nil, syscall.ELOOP
 }
 
-func fileInfo(e *modalsdk.FileInfo, name, full string) compute.FileInfo {
+func fileInfo(e *modalsdk.FileInfo, name, full string) driver.FileInfo {
 	sec := int64(e.ModifiedTime)
 	nsec := int64((e.ModifiedTime - float64(sec)) * 1e9)
-	return compute.FileInfo{
+	return driver.FileInfo{
 		Name:    name,
 		Path:    full,
 		IsDir:   e.Type == modalsdk.FileTypeDirectory,

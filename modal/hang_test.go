@@ -247,7 +247,7 @@ func TestHangFilesystemHonoursDeadline(t *testing.T) {
 	t.Parallel()
 	srv, sb := hangSandbox(t)
 	ctx := testContext(t)
-	if err := sb.Filesystem().WriteFile(ctx, "/tmp/f", []byte("data")); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "/tmp/f", []byte("data")); err != nil {
 		t.Fatal(err)
 	}
 	// The file tool's output does not come for a long while.
@@ -256,7 +256,7 @@ func TestHangFilesystemHonoursDeadline(t *testing.T) {
 	defer cancel()
 	var err error
 	returns(t, "ReadFile whose output does not come", func() {
-		_, err = sb.Filesystem().ReadFile(dctx, "/tmp/f")
+		_, err = sb.FileSystem().ReadFile(dctx, "/tmp/f")
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("ReadFile past its deadline = %v; want an error matching context.DeadlineExceeded", err)
@@ -272,7 +272,7 @@ func TestHangFilesystemModalStopsAnswering(t *testing.T) {
 	srv.Inject("TaskExecWait", modaltest.Fault{Code: codes.Unavailable, Message: "exec wait is broken"})
 	var err error
 	returns(t, "ReadFile while TaskExecWait fails", func() {
-		_, err = sb.Filesystem().ReadFile(context.Background(), "/etc/hostname")
+		_, err = sb.FileSystem().ReadFile(context.Background(), "/etc/hostname")
 	})
 	if err == nil || !strings.Contains(err.Error(), "Modal stopped answering") {
 		t.Errorf("ReadFile while TaskExecWait fails = %v; want an error saying Modal stopped answering", err)

@@ -6,7 +6,7 @@ import (
 	"maps"
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // What Info reports and Modal does not keep (the compute name and
@@ -26,7 +26,7 @@ type meta struct {
 	Created  time.Time         `json:"c"`
 	Timeout  int64             `json:"t"` // seconds
 	Name     string            `json:"n,omitempty"`
-	Runtime  compute.Runtime   `json:"r,omitempty"`
+	Runtime  driver.Runtime    `json:"r,omitempty"`
 	Metadata map[string]string `json:"m,omitempty"`
 	Limits   []string          `json:"l,omitempty"`
 	Ports    []int             `json:"p,omitempty"`
@@ -53,8 +53,8 @@ func decodeMeta(tags map[string]string) *meta {
 	return m
 }
 
-func (m *meta) info(id string) *compute.Info {
-	info := &compute.Info{
+func (m *meta) info(id string) *driver.Info {
+	info := &driver.Info{
 		ID:        id,
 		Provider:  providerName,
 		Name:      m.Name,

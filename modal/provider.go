@@ -8,14 +8,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
-
-	"github.com/computesdk-go/compute"
 )
 
 const providerName = "modal"
 
-// Provider runs sandboxes on Modal. It implements compute.Provider and is
+// Provider runs sandboxes on Modal. It implements driver.Provider and is
 // safe for concurrent use. Make one with New and Close it when done;
 // closing it leaves the sandboxes running on Modal (Destroy them, or let
 // their timeout end them).
@@ -43,16 +42,16 @@ type state struct {
 	handles map[string]*Sandbox
 }
 
-var _ compute.Provider = (*Provider)(nil)
+var _ driver.Provider = (*Provider)(nil)
 
 // New returns a provider for Modal. It makes no network call: credentials
 // are checked by the first Create (or List, Get, ...), which reports
-// missing ones with an error matching compute.ErrMissingCredentials.
+// missing ones with an error matching driver.ErrMissingCredentials.
 func New(cfg Config) (*Provider, error) {
 	switch cfg.Runtime {
-	case "", compute.Python, compute.Node:
+	case "", driver.Python, driver.Node:
 	default:
-		return nil, fmt.Errorf("modal: unknown runtime %q (want %q or %q)", cfg.Runtime, compute.Python, compute.Node)
+		return nil, fmt.Errorf("modal: unknown runtime %q (want %q or %q)", cfg.Runtime, driver.Python, driver.Node)
 	}
 	if cfg.Timeout < 0 || cfg.Timeout > MaxTimeout {
 		return nil, fmt.Errorf("modal: Timeout %v is outside Modal's range (0 to %v)", cfg.Timeout, MaxTimeout)
@@ -207,9 +206,9 @@ func (p *Provider) volume(ctx context.Context, name string) (*modalsdk.Volume, e
 
 // Prepare gets the app and builds the image a Create with opts would use,
 // so that the first Create is as fast as the others. It is optional.
-func (p *Provider) Prepare(ctx context.Context, opts *compute.CreateOptions) error {
+func (p *Provider) Prepare(ctx context.Context, opts *driver.CreateOptions) error {
 	if opts == nil {
-		opts = &compute.CreateOptions{}
+		opts = &driver.CreateOptions{}
 	}
 	_, m, err := p.createParams(opts)
 	if err != nil {
@@ -232,12 +231,12 @@ func (p *Provider) appName() string {
 
 // Create starts a sandbox on Modal. On a fresh provider it first gets the
 // app and builds the image (once each); then it is one call to Modal.
-func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driver.Sandbox, error) {
 	if err := p.checkOpen("create"); err != nil {
 		return nil, err
 	}
 	if opts == nil {
-		opts = &compute.CreateOptions{}
+		opts = &driver.CreateOptions{}
 	}
 	params, m, err := p.createParams(opts)
 	if err != nil {
@@ -348,10 +347,10 @@ func (s *state) forget(h *Sandbox, why string) {
 
 // Get returns a running sandbox by id, with one call to Modal (a poll
 // that checks it still runs). An unknown or finished sandbox gives an
-// error matching compute.ErrNotFound.
-func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+// error matching driver.ErrNotFound.
+func (p *Provider) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	if id == "" {
-		return nil, &Error{Op: "get", Kind: compute.ErrNotFound, Msg: "empty sandbox id"}
+		return nil, &Error{Op: "get", Kind: driver.ErrNotFound, Msg: "empty sandbox id"}
 	}
 	h, err := p.s.handle(ctx, id)
 	if err != nil {
@@ -364,13 +363,13 @@ func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox,
 		}
 		if isGone(err) || isBadID(err) {
 			p.s.forget(h, "it no longer exists")
-			return nil, &Error{Op: "get", Sandbox: id, Kind: compute.ErrNotFound, Msg: "no such sandbox", Err: err}
+			return nil, &Error{Op: "get", Sandbox: id, Kind: driver.ErrNotFound, Msg: "no such sandbox", Err: err}
 		}
 		return nil, wrapErr("get", id, err)
 	}
 	if code != nil {
 		p.s.forget(h, exitReason(*code))
-		return nil, &Error{Op: "get", Sandbox: id, Kind: compute.ErrNotFound, Msg: "the sandbox has finished: " + exitReason(*code)}
+		return nil, &Error{Op: "get", Sandbox: id, Kind: driver.ErrNotFound, Msg: "the sandbox has finished: " + exitReason(*code)}
 	}
 	return h, nil
 }
@@ -378,7 +377,7 @@ func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox,
 // List returns the running sandboxes of the provider's app that carry the
 // provider's tags (those this package created), one page of Modal's list
 // per 100 sandboxes.
-func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p *Provider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	if err := p.checkOpen("list"); err != nil {
 		return nil, err
 	}
@@ -394,7 +393,7 @@ func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) 
 	if err != nil {
 		return nil, ctxErr(ctx, wrapErr("list", "", err))
 	}
-	var out []compute.ProviderSandbox
+	var out []driver.Sandbox
 	for sb, err := range seq {
 		if err != nil {
 			return nil, ctxErr(ctx, wrapErr("list", "", err))

@@ -115,17 +115,17 @@ func TestRPCCounts(t *testing.T) {
 					return err
 				}},
 				{"WriteFile", map[string]int{"TaskExecStart": 1, "TaskExecWait": 1, "TaskExecStdinWriteStream": 1}, func(ctx context.Context) error {
-					return sb.Filesystem().WriteFile(ctx, "/tmp/rpc.txt", []byte("data"))
+					return sb.FileSystem().WriteFile(ctx, "/tmp/rpc.txt", []byte("data"))
 				}},
 				{"ReadFile", map[string]int{"TaskExecStart": 1, "TaskExecWait": 1, "TaskExecStdioRead": 1}, func(ctx context.Context) error {
-					b, err := sb.Filesystem().ReadFile(ctx, "/tmp/rpc.txt")
+					b, err := sb.FileSystem().ReadFile(ctx, "/tmp/rpc.txt")
 					if err == nil && string(b) != "data" {
 						err = fmt.Errorf("read %q", b)
 					}
 					return err
 				}},
 				{"Stat", map[string]int{"TaskExecStart": 1, "TaskExecWait": 1, "TaskExecStdioRead": 1}, func(ctx context.Context) error {
-					_, err := sb.Filesystem().Stat(ctx, "/tmp/rpc.txt")
+					_, err := sb.FileSystem().Stat(ctx, "/tmp/rpc.txt")
 					return err
 				}},
 				{"Info", map[string]int{"SandboxWaitV2": 1}, func(ctx context.Context) error {

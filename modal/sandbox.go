@@ -8,12 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
-
-	"github.com/computesdk-go/compute"
 )
 
-// Sandbox is one Modal sandbox: the compute.ProviderSandbox of this
+// Sandbox is one Modal sandbox: the driver.Sandbox of this
 // provider, with Modal's extras (URL, Tunnels, Snapshot, the SDK's own
 // handle). Reach it from a *compute.Sandbox with
 //
@@ -40,8 +39,8 @@ type Sandbox struct {
 }
 
 var (
-	_ compute.ProviderSandbox    = (*Sandbox)(nil)
-	_ compute.FileSystemProvider = (*Sandbox)(nil)
+	_ driver.Sandbox      = (*Sandbox)(nil)
+	_ driver.FileSystemer = (*Sandbox)(nil)
 )
 
 // ID returns the sandbox's Modal id ("sb-...").
@@ -122,7 +121,7 @@ func (s *Sandbox) metadata(ctx context.Context) (*meta, error) {
 
 // Info describes the sandbox: its state from a poll (one call to Modal;
 // two, run at once, the first time for a sandbox found by id).
-func (s *Sandbox) Info(ctx context.Context) (*compute.Info, error) {
+func (s *Sandbox) Info(ctx context.Context) (*driver.Info, error) {
 	if why := s.goneReason(); why != "" {
 		s.mu.Lock()
 		m := s.meta
@@ -131,7 +130,7 @@ func (s *Sandbox) Info(ctx context.Context) (*compute.Info, error) {
 			return nil, stoppedError("info", s.id, why, nil)
 		}
 		info := m.info(s.id)
-		info.Status = compute.StatusStopped
+		info.Status = driver.StatusStopped
 		return info, nil
 	}
 	var (
@@ -157,11 +156,11 @@ func (s *Sandbox) Info(ctx context.Context) (*compute.Info, error) {
 	info := m.info(s.id)
 	switch {
 	case code == nil:
-		info.Status = compute.StatusRunning
+		info.Status = driver.StatusRunning
 	case *code == 0 || *code == 124 || *code == 137:
-		info.Status = compute.StatusStopped
+		info.Status = driver.StatusStopped
 	default:
-		info.Status = compute.StatusError
+		info.Status = driver.StatusError
 	}
 	return info, nil
 }
@@ -217,7 +216,7 @@ func noPortError(id string, port int, exposed []int) error {
 		msg += "; exposed ports: " + strings.Join(s, ", ")
 	}
 	msg += " (expose ports at create with SandboxOptions.EncryptedPorts, H2Ports or UnencryptedPorts)"
-	return &Error{Op: "url", Sandbox: id, Kind: compute.ErrNotFound, Msg: msg}
+	return &Error{Op: "url", Sandbox: id, Kind: driver.ErrNotFound, Msg: msg}
 }
 
 // Snapshot saves the sandbox's filesystem as a Modal image and returns
@@ -304,6 +303,6 @@ func (s *Sandbox) setWorkdir(wd string) {
 }
 
 var (
-	_ compute.URLProvider = (*Sandbox)(nil)
-	_ compute.Snapshotter = (*Sandbox)(nil)
+	_ driver.URLer       = (*Sandbox)(nil)
+	_ driver.Snapshotter = (*Sandbox)(nil)
 )

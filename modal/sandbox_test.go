@@ -31,10 +31,10 @@ func TestURL(t *testing.T) {
 	defer sb.Destroy(ctx)
 	msb := sb.Driver().(*modal.Sandbox)
 
-	if err := sb.Filesystem().WriteFile(ctx, "/tmp/www/index.html", []byte("hello through the tunnel")); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "/tmp/www/index.html", []byte("hello through the tunnel")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sb.Run(ctx, []string{"python3", "-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory", "/tmp/www"}, &compute.RunOptions{Background: true}); err != nil {
+	if _, err := sb.Start(ctx, []string{"python3", "-m", "http.server", "8080", "--bind", "127.0.0.1", "--directory", "/tmp/www"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	srv.ResetCalls()
@@ -107,7 +107,7 @@ func TestSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sb.Destroy(ctx)
-	if err := sb.Filesystem().WriteFile(ctx, "/opt/state/model.txt", []byte("trained")); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "/opt/state/model.txt", []byte("trained")); err != nil {
 		t.Fatal(err)
 	}
 	id, err := sb.Driver().(*modal.Sandbox).Snapshot(ctx)
@@ -126,7 +126,7 @@ func TestSnapshot(t *testing.T) {
 	if n := srv.CallCount("ImageFromId") + srv.CallCount("ImageGetOrCreate"); n != 0 {
 		t.Errorf("creating from the snapshot looked the image up %d times; want 0 (the provider knows it)", n)
 	}
-	got, err := restored.Filesystem().ReadFile(ctx, "/opt/state/model.txt")
+	got, err := restored.FileSystem().ReadFile(ctx, "/opt/state/model.txt")
 	if err != nil || string(got) != "trained" {
 		t.Errorf("the file in a sandbox from the snapshot = %q, %v; want %q", got, err, "trained")
 	}
@@ -137,7 +137,7 @@ func TestSnapshot(t *testing.T) {
 		t.Fatalf("Create from the snapshot id in another provider: %v", err)
 	}
 	defer again.Destroy(ctx)
-	if got, err := again.Filesystem().ReadFile(ctx, "/opt/state/model.txt"); err != nil || string(got) != "trained" {
+	if got, err := again.FileSystem().ReadFile(ctx, "/opt/state/model.txt"); err != nil || string(got) != "trained" {
 		t.Errorf("the file in another provider's sandbox from the snapshot = %q, %v", got, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/remote"
 	"github.com/computesdk-go/compute/server"
 	"github.com/computesdk-go/compute/server/wire"
@@ -19,13 +20,13 @@ import (
 // what the server calls in this test: any other call panics on the nil
 // provider it embeds.
 type refusing struct {
-	compute.Provider
+	driver.Provider
 	err error
 }
 
 func (p refusing) Name() string { return "refusing" }
 
-func (p refusing) Create(context.Context, *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p refusing) Create(context.Context, *compute.CreateOptions) (driver.Sandbox, error) {
 	return nil, p.err
 }
 

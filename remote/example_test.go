@@ -43,11 +43,11 @@ func Example() {
 		return
 	}
 	fmt.Printf("%q %q %d\n", res.Stdout, res.Stderr, res.ExitCode)
-	if err := sb.Filesystem().WriteFile(ctx, "notes.txt", []byte("remote bytes")); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "notes.txt", []byte("remote bytes")); err != nil {
 		fmt.Println(err)
 		return
 	}
-	data, err := sb.Filesystem().ReadFile(ctx, "notes.txt")
+	data, err := sb.FileSystem().ReadFile(ctx, "notes.txt")
 	fmt.Println(string(data), err)
 	// Output:
 	// "hello\n" "oops\n" 3

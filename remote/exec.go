@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -28,13 +28,13 @@ const killTimeout = 30 * time.Second
 // Start runs a command in the sandbox and returns once the server has
 // started it. Its output is written to req.Stdout and req.Stderr as the
 // server streams it. ctx bounds only the start.
-func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+func (s *Sandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	body := wire.ExecRequest{Argv: req.Argv, Env: req.Env, Dir: req.Dir}
 	stdout, stderr := orDiscard(req.Stdout), orDiscard(req.Stderr)
-	if compute.SameWriter(stdout, stderr) {
+	if driver.SameWriter(stdout, stderr) {
 		// One writer for both: the server keeps their order with one pipe.
 		body.CombineOutput = true
 	}
@@ -55,7 +55,7 @@ func (s *Sandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.
 	// kills the process.
 	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
-	fail := func(err error) (compute.ProviderProcess, error) {
+	fail := func(err error) (driver.Process, error) {
 		stop()
 		cancel()
 		if ctx.Err() != nil {
@@ -130,7 +130,7 @@ type process struct {
 	err  error
 }
 
-var _ compute.ProviderProcess = (*process)(nil)
+var _ driver.Process = (*process)(nil)
 
 // read delivers the stream's output until the exit event.
 func (p *process) read(dec *json.Decoder, stdout, stderr io.Writer) {

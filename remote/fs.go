@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -15,8 +15,8 @@ import (
 // raw bytes, streamed both ways (GET and PUT .../files), the rest as JSON
 // calls. Errors are *fs.PathError values that match fs.ErrNotExist,
 // fs.ErrExist and fs.ErrPermission where they apply, and
-// compute.ErrNotFound when the sandbox is gone.
-func (s *Sandbox) FileSystem() compute.ProviderFileSystem { return fileSystem{s} }
+// driver.ErrNotFound when the sandbox is gone.
+func (s *Sandbox) FileSystem() driver.FileSystem { return fileSystem{s} }
 
 type fileSystem struct{ s *Sandbox }
 
@@ -96,19 +96,19 @@ func (f fileSystem) RemoveAll(ctx context.Context, name string) error {
 	return f.call(ctx, "remove", http.MethodDelete, "/files", name, nil)
 }
 
-func (f fileSystem) ReadDir(ctx context.Context, name string) ([]compute.FileInfo, error) {
+func (f fileSystem) ReadDir(ctx context.Context, name string) ([]driver.FileInfo, error) {
 	var list wire.DirList
 	if err := f.call(ctx, "readdir", http.MethodGet, "/dir", name, &list); err != nil {
 		return nil, err
 	}
-	out := make([]compute.FileInfo, len(list.Files))
+	out := make([]driver.FileInfo, len(list.Files))
 	for i, fi := range list.Files {
 		out[i] = fileInfo(fi)
 	}
 	return out, nil
 }
 
-func (f fileSystem) Stat(ctx context.Context, name string) (*compute.FileInfo, error) {
+func (f fileSystem) Stat(ctx context.Context, name string) (*driver.FileInfo, error) {
 	var fi wire.FileInfo
 	if err := f.call(ctx, "stat", http.MethodGet, "/stat", name, &fi); err != nil {
 		return nil, err
@@ -117,6 +117,6 @@ func (f fileSystem) Stat(ctx context.Context, name string) (*compute.FileInfo, e
 	return &info, nil
 }
 
-func fileInfo(fi wire.FileInfo) compute.FileInfo {
-	return compute.FileInfo{Name: fi.Name, Path: fi.Path, IsDir: fi.IsDir, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime}
+func fileInfo(fi wire.FileInfo) driver.FileInfo {
+	return driver.FileInfo{Name: fi.Name, Path: fi.Path, IsDir: fi.IsDir, Size: fi.Size, Mode: fi.Mode, ModTime: fi.ModTime}
 }

@@ -7,11 +7,11 @@
 // working directory, output streamed as it is produced (stdout and stderr
 // apart), kill and timeouts that kill the remote process, background
 // processes, and a native filesystem with streamed uploads and downloads.
-// Errors keep their kind: an unknown sandbox matches compute.ErrNotFound, a
-// missing command compute.ErrCommandNotFound, a missing file
-// fs.ErrNotExist, a bad token compute.ErrAuthentication (and so does the
-// server's provider refusing its credentials; compute.ErrMissingCredentials
-// when it has none), a full server compute.ErrQuotaExceeded; *Error has
+// Errors keep their kind: an unknown sandbox matches driver.ErrNotFound, a
+// missing command driver.ErrCommandNotFound, a missing file
+// fs.ErrNotExist, a bad token driver.ErrAuthentication (and so does the
+// server's provider refusing its credentials; driver.ErrMissingCredentials
+// when it has none), a full server driver.ErrQuotaExceeded; *Error has
 // the HTTP details.
 //
 // It uses the server's v1 endpoints (package wire holds their shapes; the
@@ -33,7 +33,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -74,7 +74,7 @@ type Provider struct {
 	keep    bool            // Close leaves them running
 }
 
-var _ compute.Provider = (*Provider)(nil)
+var _ driver.Provider = (*Provider)(nil)
 
 // New returns a provider for the server at url, authenticating with token
 // (empty for a server without one). It does not contact the server: a bad
@@ -139,9 +139,9 @@ func (p *Provider) Close() error {
 }
 
 // Create creates a sandbox on the server.
-func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driver.Sandbox, error) {
 	if opts == nil {
-		opts = &compute.CreateOptions{}
+		opts = &driver.CreateOptions{}
 	}
 	req := wire.CreateRequest{
 		Runtime: string(opts.Runtime), Timeout: millis(opts.Timeout), Env: opts.Env, Dir: opts.Dir,
@@ -159,9 +159,9 @@ func (p *Provider) Create(ctx context.Context, opts *compute.CreateOptions) (com
 }
 
 // Get returns a live sandbox of the server by id.
-func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+func (p *Provider) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	if id == "" {
-		return nil, fmt.Errorf("remote: sandbox id is empty: %w", compute.ErrNotFound)
+		return nil, fmt.Errorf("remote: sandbox id is empty: %w", driver.ErrNotFound)
 	}
 	var info wire.SandboxInfo
 	if err := p.call(ctx, http.MethodGet, sandboxPath(id), nil, nil, &info); err != nil {
@@ -171,12 +171,12 @@ func (p *Provider) Get(ctx context.Context, id string) (compute.ProviderSandbox,
 }
 
 // List returns the server's live sandboxes.
-func (p *Provider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p *Provider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	var list wire.SandboxList
 	if err := p.call(ctx, http.MethodGet, "/sandboxes", nil, nil, &list); err != nil {
 		return nil, fmt.Errorf("remote: list sandboxes: %w", err)
 	}
-	out := make([]compute.ProviderSandbox, len(list.Sandboxes))
+	out := make([]driver.Sandbox, len(list.Sandboxes))
 	for i, info := range list.Sandboxes {
 		out[i] = &Sandbox{p: p, id: info.ID}
 	}
@@ -205,22 +205,22 @@ type Sandbox struct {
 }
 
 var (
-	_ compute.ProviderSandbox    = (*Sandbox)(nil)
-	_ compute.FileSystemProvider = (*Sandbox)(nil)
+	_ driver.Sandbox      = (*Sandbox)(nil)
+	_ driver.FileSystemer = (*Sandbox)(nil)
 )
 
 // ID returns the sandbox's id on the server.
 func (s *Sandbox) ID() string { return s.id }
 
 // Info describes the sandbox as the server sees it now.
-func (s *Sandbox) Info(ctx context.Context) (*compute.Info, error) {
+func (s *Sandbox) Info(ctx context.Context) (*driver.Info, error) {
 	var info wire.SandboxInfo
 	if err := s.p.call(ctx, http.MethodGet, sandboxPath(s.id), nil, nil, &info); err != nil {
 		return nil, fmt.Errorf("remote: sandbox %s: %w", s.id, err)
 	}
-	return &compute.Info{
-		ID: info.ID, Provider: s.p.name, Name: info.Name, Status: compute.Status(info.Status),
-		Runtime: compute.Runtime(info.Runtime), CreatedAt: info.CreatedAt, Timeout: time.Duration(info.Timeout) * time.Millisecond,
+	return &driver.Info{
+		ID: info.ID, Provider: s.p.name, Name: info.Name, Status: driver.Status(info.Status),
+		Runtime: driver.Runtime(info.Runtime), CreatedAt: info.CreatedAt, Timeout: time.Duration(info.Timeout) * time.Millisecond,
 		Metadata: info.Metadata, Limits: info.Limits,
 	}, nil
 }

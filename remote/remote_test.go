@@ -17,6 +17,7 @@ import (
 	"github.com/computesdk-go/compute"
 
 	"github.com/computesdk-go/compute/computetest"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/remote"
 	"github.com/computesdk-go/compute/server"
@@ -87,7 +88,7 @@ func TestErrors(t *testing.T) {
 	if err != nil || info.Provider != "remote" || info.Metadata["k"] != "v" || len(info.Limits) == 0 {
 		t.Errorf("Info = %+v, %v; want provider remote, the metadata, the server's limits", info, err)
 	}
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	_, err = fsys.ReadFile(ctx, "/no/such/file")
 	var pe *fs.PathError
 	if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) || pe.Path != "/no/such/file" || pe.Op != "open" || strings.Count(err.Error(), "/no/such/file") != 1 {
@@ -96,7 +97,7 @@ func TestErrors(t *testing.T) {
 	if err := fsys.WriteFile(ctx, "f", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if err := fsys.Mkdir(ctx, "f"); !errors.Is(err, fs.ErrExist) {
+	if err := fsys.MkdirAll(ctx, "f"); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("Mkdir over a file: %v; want fs.ErrExist", err)
 	}
 	if _, err := sb.Start(ctx, []string{"no-such-command-xyz"}, nil); !errors.Is(err, compute.ErrCommandNotFound) {
@@ -212,13 +213,13 @@ func TestKillOnCancel(t *testing.T) {
 }
 
 // oom is a provider whose commands all end killed for their memory limit.
-type oom struct{ compute.Provider }
+type oom struct{ driver.Provider }
 
-type oomSandbox struct{ compute.ProviderSandbox }
+type oomSandbox struct{ driver.Sandbox }
 
-type oomProcess struct{ compute.ProviderProcess }
+type oomProcess struct{ driver.Process }
 
-func (o oom) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (o oom) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	ps, err := o.Provider.Create(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -226,8 +227,8 @@ func (o oom) Create(ctx context.Context, opts *compute.CreateOptions) (compute.P
 	return oomSandbox{ps}, nil
 }
 
-func (s oomSandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
-	p, err := s.ProviderSandbox.Start(ctx, req)
+func (s oomSandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
+	p, err := s.Sandbox.Start(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +236,7 @@ func (s oomSandbox) Start(ctx context.Context, req *compute.ExecRequest) (comput
 }
 
 func (p oomProcess) Wait() (int, error) {
-	p.ProviderProcess.Wait()
+	p.Process.Wait()
 	return 137, fmt.Errorf("command killed for going over the 1 MiB memory limit: %w", compute.ErrOutOfMemory)
 }
 

@@ -62,15 +62,6 @@ func (s *Server) v1Exec(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkArgv(req.Argv); err != nil {
-		return err
-	}
-	if err := checkEnv(req.Env); err != nil {
-		return err
-	}
-	if err := checkDir(req.Dir); err != nil {
-		return err
-	}
 	timeout, err := millis("timeout", float64(req.Timeout))
 	if err != nil {
 		return err

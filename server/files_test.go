@@ -99,7 +99,7 @@ func TestFiles(t *testing.T) {
 		e.v1Err("GET", rel("dir", "/tmp/err/file"), nil, 422, wire.CodeFileError)
 		e.v1Err("GET", rel("dir", "/tmp/err/missing"), nil, 404, wire.CodeNotExist)
 		e.v1Err("POST", rel("dir", "/tmp/err/file"), nil, 409, wire.CodeExist)
-		e.v1Err("DELETE", rel("files", "/"), nil, 422, wire.CodeFileError)
+		e.v1Err("DELETE", rel("files", "/"), nil, 400, wire.CodeBadRequest)
 		e.v1Err("GET", "/sandboxes/"+id+"/files", nil, 400, wire.CodeBadRequest)
 		e.v1Err("GET", "/sandboxes/"+id+"/stat?path=", nil, 400, wire.CodeBadRequest)
 		e.v1Err("GET", "/sandboxes/nope/stat?path=/tmp", nil, 404, wire.CodeSandboxNotFound)

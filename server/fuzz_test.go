@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server"
 	"github.com/computesdk-go/compute/server/wire"
 )
@@ -241,7 +242,7 @@ type memProvider struct {
 
 func (p *memProvider) Name() string { return "mem" }
 
-func (p *memProvider) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (p *memProvider) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	if opts != nil && opts.GPU != "" {
 		return nil, fmt.Errorf("mem: no GPUs: %w", compute.ErrUnsupported)
 	}
@@ -256,7 +257,7 @@ func (p *memProvider) Create(ctx context.Context, opts *compute.CreateOptions) (
 	return s, nil
 }
 
-func (p *memProvider) Get(ctx context.Context, id string) (compute.ProviderSandbox, error) {
+func (p *memProvider) Get(ctx context.Context, id string) (driver.Sandbox, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s := p.boxes[id]; s != nil {
@@ -265,10 +266,10 @@ func (p *memProvider) Get(ctx context.Context, id string) (compute.ProviderSandb
 	return nil, fmt.Errorf("mem: sandbox %q: %w", id, compute.ErrNotFound)
 }
 
-func (p *memProvider) List(ctx context.Context) ([]compute.ProviderSandbox, error) {
+func (p *memProvider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []compute.ProviderSandbox
+	var out []driver.Sandbox
 	for _, s := range p.boxes {
 		out = append(out, s)
 	}
@@ -296,7 +297,7 @@ func (s *memSandbox) Info(ctx context.Context) (*compute.Info, error) {
 	return &compute.Info{ID: s.id, Provider: "mem", Status: compute.StatusRunning, CreatedAt: s.created}, nil
 }
 
-func (s *memSandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
+func (s *memSandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
 	if req.Argv[0] == "no-such-command" {
 		return nil, compute.ErrCommandNotFound
 	}
@@ -306,7 +307,7 @@ func (s *memSandbox) Start(ctx context.Context, req *compute.ExecRequest) (compu
 	return memProcess{}, nil
 }
 
-func (s *memSandbox) FileSystem() compute.ProviderFileSystem { return s }
+func (s *memSandbox) FileSystem() driver.FileSystem { return s }
 
 type memProcess struct{}
 

@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/server"
 	"github.com/computesdk-go/compute/server/wire"
@@ -54,7 +54,7 @@ func newLocalWith(t testing.TB, opts local.Options) *local.Provider {
 
 // start serves p (a fresh local provider when nil) with opts; everything
 // is shut down when the test ends.
-func start(t *testing.T, p compute.Provider, opts server.Options) *env {
+func start(t *testing.T, p driver.Provider, opts server.Options) *env {
 	t.Helper()
 	e := &env{t: t, token: opts.Token, logs: &logBuffer{}}
 	if p == nil {

@@ -10,7 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -126,38 +125,6 @@ func toMillis(d time.Duration) int64 {
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
-func parseRuntime(rt string) (compute.Runtime, error) {
-	switch compute.Runtime(rt) {
-	case "", compute.Python, compute.Node:
-		return compute.Runtime(rt), nil
-	}
-	return "", badRequest("unknown runtime %q (want %q or %q)", rt, compute.Python, compute.Node)
-}
-
-func checkArgv(argv []string) error {
-	if len(argv) == 0 || argv[0] == "" {
-		return badRequest("argv is required: the program and its arguments")
-	}
-	for _, a := range argv {
-		if strings.ContainsRune(a, 0) {
-			return badRequest("argument %q contains a NUL byte", a)
-		}
-	}
-	return nil
-}
-
-func checkEnv(env map[string]string) error {
-	for k, v := range env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return badRequest("invalid environment variable name %q", k)
-		}
-		if strings.ContainsRune(v, 0) {
-			return badRequest("environment variable %s contains a NUL byte", k)
-		}
-	}
-	return nil
-}
-
 // maxLabelBytes bounds a sandbox's name and metadata together: every
 // info and list reply repeats them.
 const maxLabelBytes = 16 << 10
@@ -179,13 +146,6 @@ func checkPath(p string) error {
 	}
 	if strings.ContainsRune(p, 0) {
 		return badRequest("path %q contains a NUL byte", p)
-	}
-	return nil
-}
-
-func checkDir(d string) error {
-	if strings.ContainsRune(d, 0) {
-		return badRequest("working directory %q contains a NUL byte", d)
 	}
 	return nil
 }

@@ -61,6 +61,11 @@ const retryDestroy = 10 * time.Second
 // create creates a sandbox within MaxSandboxes and registers it for the
 // caller.
 func (s *Server) create(ctx context.Context, opts *compute.CreateOptions) (*entry, error) {
+	// Bad input is a 400 whatever the caller may do: say what is wrong
+	// before saying what is not allowed.
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	switch {
 	case opts.Network == compute.NetworkHost || len(opts.NetworkAllow) > 0:
 		if !s.opts.AllowNetwork {

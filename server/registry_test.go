@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/server"
 	"github.com/computesdk-go/compute/server/wire"
@@ -21,18 +22,18 @@ import (
 // from the moment a Create succeeds to the return of their Destroy. It
 // remembers the most alive at once, and can fail Destroys.
 type counting struct {
-	compute.Provider
+	driver.Provider
 	mu       sync.Mutex
 	alive    map[string]bool
 	most     int
 	failNext atomic.Int32 // Destroys to fail
 }
 
-func newCounting(p compute.Provider) *counting {
+func newCounting(p driver.Provider) *counting {
 	return &counting{Provider: p, alive: map[string]bool{}}
 }
 
-func (c *counting) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (c *counting) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	ps, err := c.Provider.Create(ctx, opts)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server"
 	"github.com/computesdk-go/compute/server/wire"
 )
@@ -271,12 +272,12 @@ func port(url string) string {
 
 // failing is a provider whose Create fails the way it is told.
 type failing struct {
-	compute.Provider
+	driver.Provider
 	err   error
 	panic bool
 }
 
-func (f failing) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (f failing) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	if f.panic {
 		panic("provider bug: nil map")
 	}
@@ -349,13 +350,13 @@ func (l *logBuffer) String() string {
 
 // oom is a provider whose commands all end killed for their memory limit,
 // as the local provider reports it with cgroups.
-type oom struct{ compute.Provider }
+type oom struct{ driver.Provider }
 
-type oomSandbox struct{ compute.ProviderSandbox }
+type oomSandbox struct{ driver.Sandbox }
 
-type oomProcess struct{ compute.ProviderProcess }
+type oomProcess struct{ driver.Process }
 
-func (o oom) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (o oom) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	ps, err := o.Provider.Create(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -363,8 +364,8 @@ func (o oom) Create(ctx context.Context, opts *compute.CreateOptions) (compute.P
 	return oomSandbox{ps}, nil
 }
 
-func (s oomSandbox) Start(ctx context.Context, req *compute.ExecRequest) (compute.ProviderProcess, error) {
-	p, err := s.ProviderSandbox.Start(ctx, req)
+func (s oomSandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Process, error) {
+	p, err := s.Sandbox.Start(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +373,7 @@ func (s oomSandbox) Start(ctx context.Context, req *compute.ExecRequest) (comput
 }
 
 func (p oomProcess) Wait() (int, error) {
-	p.ProviderProcess.Wait()
+	p.Process.Wait()
 	return 137, fmt.Errorf("command killed for going over the 1 MiB memory limit: %w", compute.ErrOutOfMemory)
 }
 

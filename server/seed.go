@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -233,14 +234,11 @@ func (s *Server) seedAction(ctx context.Context, req *seedRequest, action string
 	case actionCreate:
 		opts := &compute.CreateOptions{Runtime: compute.Python}
 		if o := req.Options; o != nil {
-			rt, err := parseRuntime(o.Runtime)
-			if err != nil {
-				return nil, err
-			}
+			var err error
 			if opts.Timeout, err = millis("options.timeout", o.Timeout); err != nil {
 				return nil, err
 			}
-			opts.Runtime = rt
+			opts.Runtime = compute.Runtime(o.Runtime)
 			if o.SandboxID != "" {
 				// Reconnect to a sandbox this server holds.
 				_, release, err := s.acquire(ctx, o.SandboxID)
@@ -318,12 +316,8 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 		if req.Code == nil || *req.Code == "" {
 			return nil, badRequest("code is required")
 		}
-		rt, err := parseRuntime(req.Runtime)
-		if err != nil {
-			return nil, err
-		}
 		out := s.newOutput()
-		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: rt, Stdout: &out.stdout, Stderr: &out.stderr, MaxOutput: -1})
+		res, err := sb.RunCode(ctx, *req.Code, &compute.CodeOptions{Runtime: compute.Runtime(req.Runtime), Stdout: &out.stdout, Stderr: &out.stderr, MaxOutput: -1})
 		if err != nil {
 			return nil, err
 		}
@@ -334,9 +328,6 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 			return nil, badRequest("command is required")
 		}
 		argv := append([]string{*req.Command}, req.Args...)
-		if err := checkArgv(argv); err != nil {
-			return nil, err
-		}
 		if req.CommandOptions != nil && req.CommandOptions.Background {
 			return s.seedBackground(ctx, e, argv)
 		}
@@ -362,7 +353,7 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 	default:
 		return nil, badRequest("Unknown action: %s", action)
 	}
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	switch action {
 	case actionReadFile:
 		if err := checkEncoding(req.Encoding); err != nil {
@@ -392,7 +383,7 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 		return &seedResponse{}, nil
 
 	case actionMkdir:
-		if err := fsys.Mkdir(ctx, path); err != nil {
+		if err := fsys.MkdirAll(ctx, path); err != nil {
 			return nil, err
 		}
 		return &seedResponse{}, nil
@@ -419,7 +410,7 @@ func (s *Server) seedSandboxAction(ctx context.Context, e *entry, req *seedReque
 		return &seedResponse{Exists: &ok}, nil
 
 	default: // actionRemove
-		if err := fsys.Remove(ctx, path); err != nil {
+		if err := fsys.RemoveAll(ctx, path); err != nil {
 			return nil, err
 		}
 		return &seedResponse{}, nil
@@ -466,7 +457,7 @@ func checkEncoding(enc string) error {
 // seedReadFile reads a whole file into the reply. The file, as the reply
 // sends it (JSON-escaped text, or base64), must fit in MaxOutputBytes; the
 // server holds its raw bytes only.
-func (s *Server) seedReadFile(ctx context.Context, sb *compute.Sandbox, fsys *compute.Filesystem, path, enc string) (*seedResponse, error) {
+func (s *Server) seedReadFile(ctx context.Context, sb *compute.Sandbox, fsys *compute.FileSystem, path, enc string) (*seedResponse, error) {
 	r, err := fsys.Open(ctx, path)
 	if err != nil {
 		return nil, err
@@ -513,20 +504,21 @@ func (s *Server) seedReadFile(ctx context.Context, sb *compute.Sandbox, fsys *co
 // commandOptions.background): it returns at once with the process's
 // handle; the output is discarded.
 func (s *Server) seedBackground(ctx context.Context, e *entry, argv []string) (*seedResponse, error) {
-	res, err := e.sb.Run(ctx, argv, &compute.RunOptions{Background: true, MaxOutput: -1})
+	p, err := e.sb.Start(context.WithoutCancel(ctx), argv, &compute.RunOptions{MaxOutput: -1})
+	if errors.Is(err, compute.ErrCommandNotFound) {
+		// Not started: the result says why, as a foreground run would.
+		msg := argv[0] + ": command not found\n"
+		return &seedResponse{Result: &seedResult{Stderr: []byte(msg), ExitCode: compute.ExitCodeNotFound}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	if res.Process == nil {
-		// Not started (the command does not exist): the result says why.
-		return &seedResponse{Result: &seedResult{Stderr: []byte(res.Stderr), ExitCode: res.ExitCode}}, nil
-	}
-	pc := &proc{sandbox: e.sb.ID(), argv: argv, started: time.Now(), p: res.Process}
+	pc := &proc{sandbox: e.sb.ID(), argv: argv, started: time.Now(), p: p}
 	pid := s.addProc(pc)
 	s.background.add()
 	go func() {
 		defer s.background.done()
-		res.Process.Wait()
+		p.Wait()
 		s.removeProc(pid)
 	}()
 	return &seedResponse{Result: &seedResult{IsBackground: true, PID: pid}}, nil

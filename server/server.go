@@ -22,7 +22,7 @@
 //   - /api/compute/v1/...: extensions for what the request protocol cannot
 //     say: streaming exec (NDJSON), stdin, kill, raw file upload and
 //     download streamed both ways, stat and directory calls. Package remote
-//     is a compute.Provider built on them.
+//     is a driver.Provider built on them.
 //   - GET /api/compute/openapi.json: the OpenAPI 3 document of all of it.
 //
 // Streaming: POST /api/compute/v1/sandboxes/{id}/exec answers
@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -202,7 +203,7 @@ type Server struct {
 // It starts a goroutine that reaps idle and ended sandboxes; Shutdown or
 // Close stops it. Serve it with HTTPServer, which limits what clients
 // that have not authenticated may hold.
-func New(p compute.Provider, opts Options) *Server {
+func New(p driver.Provider, opts Options) *Server {
 	if opts.MaxSandboxes <= 0 {
 		opts.MaxSandboxes = DefaultMaxSandboxes
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -78,41 +77,18 @@ func (s *Server) v1Create(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	rt, err := parseRuntime(req.Runtime)
-	if err != nil {
-		return err
-	}
+	// The options are validated once, by package compute (ErrInvalid is
+	// a 400); only what the protocol adds is checked here.
 	timeout, err := millis("timeout", float64(req.Timeout))
 	if err != nil {
-		return err
-	}
-	if err := checkEnv(req.Env); err != nil {
-		return err
-	}
-	if err := checkDir(req.Dir); err != nil {
 		return err
 	}
 	if err := checkLabels(req.Name, req.Metadata); err != nil {
 		return err
 	}
-	network := compute.Network(req.Network)
-	switch network {
-	case compute.NetworkDefault, compute.NetworkNone, compute.NetworkHost:
-	default:
-		return badRequest("unknown network %q (want %q or %q)", req.Network, compute.NetworkNone, compute.NetworkHost)
-	}
-	for _, dest := range req.NetworkAllow {
-		host, port, err := net.SplitHostPort(dest)
-		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-			return badRequest("networkAllow entry %q is not host:port", dest)
-		}
-	}
-	if len(req.NetworkAllow) > 0 && network == compute.NetworkHost {
-		return badRequest("networkAllow cannot be combined with network host (which allows everything)")
-	}
 	e, err := s.create(r.Context(), &compute.CreateOptions{
-		Runtime: rt, Timeout: timeout, Env: req.Env, Dir: req.Dir, Name: req.Name, Metadata: req.Metadata,
-		Network: network, NetworkAllow: req.NetworkAllow, GPU: req.GPU,
+		Runtime: compute.Runtime(req.Runtime), Timeout: timeout, Env: req.Env, Dir: req.Dir, Name: req.Name, Metadata: req.Metadata,
+		Network: compute.Network(req.Network), NetworkAllow: req.NetworkAllow, GPU: req.GPU,
 	})
 	if err != nil {
 		return err
@@ -207,7 +183,7 @@ func (s *Server) v1Download(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	f, err := e.sb.Filesystem().Open(r.Context(), path)
+	f, err := e.sb.FileSystem().Open(r.Context(), path)
 	if err != nil {
 		s.gone(e, err)
 		return err
@@ -251,7 +227,7 @@ func (s *Server) v1Upload(w http.ResponseWriter, r *http.Request) error {
 		return errorf(wire.CodeTooLarge, "file of %d bytes is larger than the server's limit of %d bytes", r.ContentLength, s.opts.MaxFileBytes)
 	}
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxFileBytes)
-	if err := e.sb.Filesystem().Write(r.Context(), path, body); err != nil {
+	if err := e.sb.FileSystem().Write(r.Context(), path, body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errorf(wire.CodeTooLarge, "file is larger than the server's limit of %d bytes; the old content was kept", s.opts.MaxFileBytes)
@@ -269,7 +245,7 @@ func (s *Server) v1Remove(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	if err := e.sb.Filesystem().Remove(r.Context(), path); err != nil {
+	if err := e.sb.FileSystem().RemoveAll(r.Context(), path); err != nil {
 		s.gone(e, err)
 		return err
 	}
@@ -283,7 +259,7 @@ func (s *Server) v1Mkdir(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	if err := e.sb.Filesystem().Mkdir(r.Context(), path); err != nil {
+	if err := e.sb.FileSystem().MkdirAll(r.Context(), path); err != nil {
 		s.gone(e, err)
 		return err
 	}
@@ -301,7 +277,7 @@ func (s *Server) v1Stat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	fi, err := e.sb.Filesystem().Stat(r.Context(), path)
+	fi, err := e.sb.FileSystem().Stat(r.Context(), path)
 	if err != nil {
 		s.gone(e, err)
 		return err
@@ -316,7 +292,7 @@ func (s *Server) v1ReadDir(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	list, err := e.sb.Filesystem().ReadDir(r.Context(), path)
+	list, err := e.sb.FileSystem().ReadDir(r.Context(), path)
 	if err != nil {
 		s.gone(e, err)
 		return err

@@ -136,7 +136,7 @@ func (a *app) bench(ctx context.Context, f *benchFlags) error {
 			return check(res, err, "1\n")
 		}},
 		{"WriteFile + ReadFile 1 MiB", func() error {
-			fsys := sb.Filesystem()
+			fsys := sb.FileSystem()
 			if err := fsys.WriteFile(ctx, "bench.bin", data); err != nil {
 				return err
 			}

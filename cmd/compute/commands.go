@@ -465,7 +465,7 @@ func (a *app) projectFiles(file, project string) (map[string]string, string, err
 
 // uploadFiles copies host files into the sandbox, several at a time.
 func uploadFiles(ctx context.Context, sb *compute.Sandbox, files map[string]string) error {
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 	sem := make(chan struct{}, 8)
 	errs := make(chan error, len(files))
 	var wg sync.WaitGroup

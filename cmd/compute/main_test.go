@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a
@@ -342,7 +343,7 @@ type recorder struct {
 	closed    bool
 }
 
-func (r *recorder) Create(ctx context.Context, opts *compute.CreateOptions) (compute.ProviderSandbox, error) {
+func (r *recorder) Create(ctx context.Context, opts *compute.CreateOptions) (driver.Sandbox, error) {
 	ps, err := r.provider.Create(ctx, opts)
 	if err == nil {
 		r.mu.Lock()

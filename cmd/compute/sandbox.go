@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,87 +17,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/modal"
 	"github.com/computesdk-go/compute/server/wire"
 )
-
-// newModal starts the Modal provider, with the SDK's own configuration
-// (MODAL_TOKEN_ID, MODAL_TOKEN_SECRET, ~/.modal.toml, MODAL_SERVER_URL).
-// On a terminal it shows what a slow create is doing.
-func newModal(o providerOptions) (provider, error) {
-	stderr := o.stderr
-	if stderr == nil {
-		stderr = io.Discard
-	}
-	return modal.New(modal.Config{
-		Progress: progressTo(stderr),
-		Logger:   slog.New(&cliLogHandler{w: stderr}),
-		Sandbox:  modal.SandboxOptions{MemoryMiB: int(o.memory >> 20), CPU: o.cpus},
-	})
-}
-
-// cliLogHandler prints the SDK's warnings and errors as "compute: modal:
-// message key=value" lines, without the one it logs for every connection
-// to a local emulator's command router.
-type cliLogHandler struct {
-	w     io.Writer
-	attrs []slog.Attr
-}
-
-func (h *cliLogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-
-func (h *cliLogHandler) Handle(_ context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, "Using insecure TLS") {
-		return nil
-	}
-	var b strings.Builder
-	b.WriteString("compute: modal: ")
-	b.WriteString(r.Message)
-	add := func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	}
-	for _, a := range h.attrs {
-		add(a)
-	}
-	r.Attrs(add)
-	b.WriteString("\n")
-	_, err := io.WriteString(h.w, b.String())
-	return err
-}
-
-func (h *cliLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &cliLogHandler{w: h.w, attrs: append(append([]slog.Attr(nil), h.attrs...), attrs...)}
-}
-
-func (h *cliLogHandler) WithGroup(string) slog.Handler { return h }
-
-// progressTo returns a progress reporter that writes "compute: msg" lines
-// to w when w is a terminal, and nil (no progress) otherwise.
-func progressTo(w io.Writer) func(string) {
-	if !isTerminal(w) {
-		return nil
-	}
-	start := time.Now()
-	var mu sync.Mutex
-	return func(msg string) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(w, "compute: %s (%.1fs)\n", msg, time.Since(start).Seconds())
-	}
-}
-
-// isTerminal reports whether w is a character device (a terminal; also
-// /dev/null, where progress costs nothing).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
 
 // sandboxFlags are the flags of the sandbox subcommands: which provider
 // holds the sandboxes.
@@ -265,7 +187,7 @@ func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagS
 	}
 	mo := modal.SandboxOptions{Image: f.image, GPU: f.gpu, EncryptedPorts: f.ports}
 	return a.withProviderOptions(&f.sf, providerOptions{memory: memory, cpus: f.cpus}, func(p provider, _ *compute.Compute) error {
-		var cp compute.Provider = p
+		var cp driver.Provider = p
 		if mp, ok := p.(*modal.Provider); ok {
 			cp = mp.With(mo)
 		}

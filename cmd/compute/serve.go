@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/computesdk-go/compute/local"
-	"github.com/computesdk-go/compute/remote"
 	"github.com/computesdk-go/compute/server"
 	"github.com/computesdk-go/compute/server/wire"
 )
@@ -301,23 +299,4 @@ func clientAddr(a *net.TCPAddr) string {
 		}
 	}
 	return net.JoinHostPort(host, strconv.Itoa(a.Port))
-}
-
-// newRemote is the provider of run and exec --server: the remote provider
-// for that server, with the token in $COMPUTE_TOKEN.
-func newRemote(name string, o providerOptions) (provider, error) {
-	if name != "local" {
-		return nil, usagef("--provider names a provider of this machine; with --server, the server's provider runs the sandbox")
-	}
-	if o.isolation != string(local.IsolationNamespaces) {
-		return nil, usagef("--isolation is a flag of the local provider; with --server, the server decides")
-	}
-	if o.memory != 0 || o.cpus != 0 {
-		return nil, usagef("--memory and --cpus size the sandboxes of this machine's providers; with --server, the server's settings size them")
-	}
-	u, err := url.Parse(o.server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("--server %q: want the server's URL, such as http://127.0.0.1:8080", o.server)
-	}
-	return remote.NewWithOptions(remote.Options{URL: o.server, Token: os.Getenv(tokenEnv), KeepSandboxes: o.keep}), nil
 }

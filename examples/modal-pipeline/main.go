@@ -135,11 +135,11 @@ func run(ctx context.Context, p *modal.Provider, image string, out io.Writer) er
 		return err
 	}
 	defer sb.Destroy(context.Background())
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 
 	// Create the ML project structure.
 	for _, dir := range []string{"/ml-project", "/ml-project/data", "/ml-project/models"} {
-		if err := fsys.Mkdir(ctx, dir); err != nil {
+		if err := fsys.MkdirAll(ctx, dir); err != nil {
 			return err
 		}
 	}

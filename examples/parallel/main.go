@@ -113,7 +113,7 @@ func process(ctx context.Context, task string, seed int) (taskResult, error) {
 	if err != nil {
 		return taskResult{}, err
 	}
-	if err := sb.Filesystem().WriteFile(ctx, "data/"+task, data); err != nil {
+	if err := sb.FileSystem().WriteFile(ctx, "data/"+task, data); err != nil {
 		return taskResult{}, err
 	}
 

@@ -88,11 +88,11 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	defer sb.Destroy(context.Background())
-	fsys := sb.Filesystem()
+	fsys := sb.FileSystem()
 
 	// Create the project structure.
 	for _, dir := range []string{"ml-project", "ml-project/data", "ml-project/models"} {
-		if err := fsys.Mkdir(ctx, dir); err != nil {
+		if err := fsys.MkdirAll(ctx, dir); err != nil {
 			return err
 		}
 	}

@@ -73,8 +73,8 @@ print(f"mean={statistics.mean(data):.2f} stdev={statistics.stdev(data):.2f}")
 
 	// The filesystem: paths are the sandbox's own, relative ones are in its
 	// working directory.
-	fsys := sb.Filesystem()
-	if err := fsys.Mkdir(ctx, "app/data"); err != nil {
+	fsys := sb.FileSystem()
+	if err := fsys.MkdirAll(ctx, "app/data"); err != nil {
 		return err
 	}
 	script := "import sys\nprint('hello from', sys.argv[0])\n"
@@ -108,7 +108,7 @@ print(f"mean={statistics.mean(data):.2f} stdev={statistics.stdev(data):.2f}")
 	}
 	fmt.Fprint(out, res.Stdout)
 
-	if err := fsys.Remove(ctx, "app/main.py"); err != nil {
+	if err := fsys.RemoveAll(ctx, "app/main.py"); err != nil {
 		return err
 	}
 	exists, err := fsys.Exists(ctx, "app/main.py")

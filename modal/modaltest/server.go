@@ -45,6 +45,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 	_ "github.com/computesdk-go/compute/modal/modaltest/internal/guest" // runs the guest modes when this program is started as one
 )
@@ -72,7 +73,7 @@ type Options struct {
 	TokenID, TokenSecret string
 	// Provider runs the sandboxes. nil means a local provider created with
 	// Local and closed by Close; a Provider given here is not closed.
-	Provider compute.Provider
+	Provider driver.Provider
 	// Local configures the local provider when Provider is nil.
 	Local local.Options
 	// Latency delays every RPC of both services before it is handled, to
@@ -124,7 +125,7 @@ type Server struct {
 	lis       net.Listener
 	grpc      *grpc.Server
 	serveDone chan struct{}
-	provider  compute.Provider
+	provider  driver.Provider
 	compute   *compute.Compute
 	ownProv   io.Closer
 	// limited are local providers for sandboxes with CPU or memory

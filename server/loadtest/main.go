@@ -208,7 +208,7 @@ func computeWorker(c *compute.Compute) worker {
 		if err != nil {
 			return err
 		}
-		fsys := sb.Filesystem()
+		fsys := sb.FileSystem()
 		if err := timed(rec, "writeFile", func() error { return fsys.WriteFile(ctx, "load.bin", data) }); err != nil {
 			return err
 		}

@@ -5,7 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // statuses maps every error code to the HTTP status it is answered with.
@@ -36,38 +36,40 @@ var statuses = map[string]int{
 	CodeTimeout:                http.StatusGatewayTimeout,
 }
 
-// kinds lists the codes that stand for an error of package compute or
+// kinds lists the codes that stand for an error of package driver or
 // io/fs, in the order Code tries them: an error that matches several
 // gets the first.
 var kinds = []struct {
 	code string
 	err  error
 }{
-	{CodeSandboxNotFound, compute.ErrNotFound},
-	{CodeSandboxStopped, compute.ErrStopped},
-	{CodeCommandNotFound, compute.ErrCommandNotFound},
-	{CodeOutOfMemory, compute.ErrOutOfMemory},
-	{CodeTimeout, compute.ErrTimeout},
-	{CodeUnsupported, compute.ErrUnsupported},
-	{CodeLimit, compute.ErrQuotaExceeded},
-	{CodeProviderAuthentication, compute.ErrAuthentication},
-	{CodeMissingCredentials, compute.ErrMissingCredentials},
+	{CodeBadRequest, driver.ErrInvalid},
+	{CodeSandboxNotFound, driver.ErrNotFound},
+	{CodeSandboxStopped, driver.ErrStopped},
+	{CodeCommandNotFound, driver.ErrCommandNotFound},
+	{CodeOutOfMemory, driver.ErrOutOfMemory},
+	{CodeTimeout, driver.ErrTimeout},
+	{CodeUnsupported, driver.ErrUnsupported},
+	{CodeLimit, driver.ErrQuotaExceeded},
+	{CodeProviderAuthentication, driver.ErrAuthentication},
+	{CodeMissingCredentials, driver.ErrMissingCredentials},
 	{CodeNotExist, fs.ErrNotExist},
 	{CodeExist, fs.ErrExist},
 	{CodePermission, fs.ErrPermission},
 	// A client also reads the server's own refusal of its token as an
 	// authentication error; Code never returns it for a provider's.
-	{CodeUnauthorized, compute.ErrAuthentication},
+	{CodeUnauthorized, driver.ErrAuthentication},
 }
 
 // byStatus is what a reply without a code this package knows stands for,
 // by its status: the replies of a proxy in front of the server, or of a
 // server newer than this package.
 var byStatus = map[int]error{
-	http.StatusUnauthorized:    compute.ErrAuthentication,
-	http.StatusTooManyRequests: compute.ErrQuotaExceeded,
-	http.StatusNotImplemented:  compute.ErrUnsupported,
-	http.StatusGatewayTimeout:  compute.ErrTimeout,
+	http.StatusBadRequest:      driver.ErrInvalid,
+	http.StatusUnauthorized:    driver.ErrAuthentication,
+	http.StatusTooManyRequests: driver.ErrQuotaExceeded,
+	http.StatusNotImplemented:  driver.ErrUnsupported,
+	http.StatusGatewayTimeout:  driver.ErrTimeout,
 }
 
 // Status returns the HTTP status of an error code, or 500 for a code it
@@ -80,8 +82,8 @@ func Status(code string) int {
 }
 
 // Code returns the error code of err when err matches (errors.Is) an
-// error of package compute or io/fs that has one: CodeSandboxNotFound for
-// compute.ErrNotFound, CodeNotExist for fs.ErrNotExist, and so on. It
+// error of package driver or io/fs that has one: CodeSandboxNotFound for
+// driver.ErrNotFound, CodeNotExist for fs.ErrNotExist, and so on. It
 // returns "" for any other error. Err is its inverse.
 func Code(err error) string {
 	for _, k := range kinds {
@@ -92,11 +94,11 @@ func Code(err error) string {
 	return ""
 }
 
-// Err returns the error of package compute or io/fs that a reply with
+// Err returns the error of package driver or io/fs that a reply with
 // this code and HTTP status stands for, or nil. A reply without a code
-// this package knows is read by its status (401 compute.ErrAuthentication,
-// 429 compute.ErrQuotaExceeded, 501 compute.ErrUnsupported, 504
-// compute.ErrTimeout; 404 without any code compute.ErrNotFound). Status
+// this package knows is read by its status (401 driver.ErrAuthentication,
+// 429 driver.ErrQuotaExceeded, 501 driver.ErrUnsupported, 504
+// driver.ErrTimeout; 404 without any code driver.ErrNotFound). Status
 // 0 stands for none, as on an exec stream's error event.
 func Err(code string, status int) error {
 	if _, known := statuses[code]; known {
@@ -108,7 +110,7 @@ func Err(code string, status int) error {
 		return nil
 	}
 	if code == "" && status == http.StatusNotFound {
-		return compute.ErrNotFound
+		return driver.ErrNotFound
 	}
 	return byStatus[status]
 }

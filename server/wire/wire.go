@@ -9,7 +9,7 @@ package wire
 import (
 	"time"
 
-	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
 )
 
 // Paths a compute server answers. The ComputeSDK request protocol is one
@@ -77,7 +77,7 @@ type SandboxInfo struct {
 
 // NewSandboxInfo returns the v1 description of a sandbox described by
 // info.
-func NewSandboxInfo(info *compute.Info) SandboxInfo {
+func NewSandboxInfo(info *driver.Info) SandboxInfo {
 	return SandboxInfo{
 		ID: info.ID, Provider: info.Provider, Name: info.Name, Status: string(info.Status), Runtime: string(info.Runtime),
 		CreatedAt: info.CreatedAt.UTC(), Timeout: toMillis(info.Timeout), Metadata: info.Metadata, Limits: info.Limits,

@@ -64,7 +64,7 @@ func (c *Cmd) Start() error {
 	for _, kv := range c.Env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return fmt.Errorf("compute: environment entry %q is not KEY=value", kv)
+			return fmt.Errorf("compute: environment entry %q is not KEY=value: %w", kv, ErrInvalid)
 		}
 		env[k] = v
 	}
