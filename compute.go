@@ -56,11 +56,13 @@ type Compute struct {
 	mu       sync.Mutex
 	next     int
 	affinity map[string]Provider // sandbox id -> provider that made it
+
+	contexts *contextSet
 }
 
 // New returns a Compute for the configured providers (duplicates removed).
 func New(cfg Config) *Compute {
-	c := &Compute{strategy: cfg.Strategy, noFallback: cfg.NoFallback, affinity: map[string]Provider{}}
+	c := &Compute{strategy: cfg.Strategy, noFallback: cfg.NoFallback, affinity: map[string]Provider{}, contexts: newContextSet()}
 	seen := map[string]bool{}
 	for _, p := range append([]Provider{cfg.Provider}, cfg.Providers...) {
 		if p == nil || seen[p.Name()] {
@@ -128,7 +130,7 @@ func (c *Compute) Create(ctx context.Context, opts *CreateOptions) (*Sandbox, er
 			c.mu.Lock()
 			c.affinity[ps.ID()] = p
 			c.mu.Unlock()
-			return newSandbox(p, ps, opts), nil
+			return newSandbox(c.contexts, p, ps, opts), nil
 		}
 		if first == nil {
 			first = err
@@ -173,7 +175,7 @@ func (c *Compute) Get(ctx context.Context, id string) (*Sandbox, error) {
 	for _, p := range c.candidates(id) {
 		ps, err := p.Get(ctx, id)
 		if err == nil {
-			return newSandbox(p, ps, nil), nil
+			return newSandbox(c.contexts, p, ps, nil), nil
 		}
 		if !errors.Is(err, ErrNotFound) {
 			return nil, err
@@ -198,7 +200,7 @@ func (c *Compute) List(ctx context.Context) ([]*Sandbox, error) {
 			return nil, fmt.Errorf("compute: list %s: %w", p.Name(), err)
 		}
 		for _, ps := range list {
-			out = append(out, newSandbox(p, ps, nil))
+			out = append(out, newSandbox(c.contexts, p, ps, nil))
 		}
 	}
 	return out, nil
@@ -215,6 +217,7 @@ func (c *Compute) Destroy(ctx context.Context, id string) error {
 		if err := p.Destroy(ctx, id); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.Name(), err))
 		}
+		c.contexts.drop(p, id)
 	}
 	c.mu.Lock()
 	delete(c.affinity, id)

@@ -49,6 +49,11 @@ var (
 	// the sandbox's memory limit; the Result is returned too, with exit
 	// code 137.
 	ErrOutOfMemory = driver.ErrOutOfMemory
+	// ErrContextDied is returned by a CodeContext whose interpreter is
+	// gone: it exited (os._exit, process.exit), was killed (out of
+	// memory), or stopped answering after an interrupt. Restart gives the
+	// context a fresh interpreter; its variables are lost.
+	ErrContextDied = driver.ErrContextDied
 )
 
 // ExitCodeNotFound and ExitCodeTimeout are the exit codes reported for a

@@ -26,12 +26,16 @@ type Sandbox struct {
 	ps       driver.Sandbox
 	runtime  Runtime // default for RunCode
 
+	// contexts holds the code contexts package compute runs itself, shared
+	// by every handle of this Compute on the sandbox.
+	contexts *contextSet
+
 	// fsys is the native filesystem when the provider has one.
 	fsys driver.FileSystem
 }
 
-func newSandbox(p Provider, ps driver.Sandbox, opts *CreateOptions) *Sandbox {
-	s := &Sandbox{provider: p, ps: ps}
+func newSandbox(set *contextSet, p Provider, ps driver.Sandbox, opts *CreateOptions) *Sandbox {
+	s := &Sandbox{provider: p, ps: ps, contexts: set}
 	if opts != nil {
 		s.runtime = opts.Runtime
 	}
@@ -91,7 +95,9 @@ func (s *Sandbox) Snapshot(ctx context.Context) (string, error) {
 // Destroy stops the sandbox and releases everything it holds. It is
 // idempotent.
 func (s *Sandbox) Destroy(ctx context.Context) error {
-	return s.provider.Destroy(ctx, s.ps.ID())
+	err := s.provider.Destroy(ctx, s.ps.ID())
+	s.contexts.drop(s.provider, s.ps.ID())
+	return err
 }
 
 // Result is the outcome of a command or of RunCode.

@@ -57,6 +57,7 @@ type Option func(*config)
 
 type config struct {
 	noPython, noNode bool
+	richPython       bool
 	sandboxes        int
 }
 
@@ -109,6 +110,7 @@ func Run(t *testing.T, p driver.Provider, opts ...Option) {
 	t.Run("Command", s.testCommand)
 	t.Run("RunCode", s.testRunCode)
 	t.Run("FileSystem", s.testFileSystem)
+	t.Run("CodeContext", s.testCodeContext)
 	t.Run("Cmd", s.testCmd)
 	t.Run("Lifecycle", s.testLifecycle)
 	t.Run("Concurrency", s.testConcurrency)

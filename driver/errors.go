@@ -39,6 +39,11 @@ var (
 	// ErrOutOfMemory is returned when a command was killed for going over
 	// the sandbox's memory limit; the result comes with it, exit code 137.
 	ErrOutOfMemory = errors.New("out of memory")
+	// ErrContextDied is returned by a code context whose interpreter is
+	// gone: it exited (os._exit, process.exit), was killed (out of
+	// memory), or stopped answering after an interrupt. Restart gives the
+	// context a fresh interpreter.
+	ErrContextDied = errors.New("the code context's interpreter died")
 )
 
 // ExitCodeNotFound and ExitCodeTimeout are the exit codes reported for a

@@ -29,7 +29,10 @@ var jwtHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ
 func (s *Server) mintJWT(c claims, ttl time.Duration) string {
 	now := time.Now()
 	c.Iat = now.Unix()
-	c.Exp = now.Add(ttl).Unix()
+	// JWT times are whole seconds: round the expiry up, so that a token
+	// lives at least ttl (truncating gave a 1 s token as little as a few
+	// milliseconds, and a client that had just refreshed was refused).
+	c.Exp = now.Add(ttl + time.Second - 1).Unix()
 	payload, _ := json.Marshal(c)
 	signing := jwtHeader + "." + base64.RawURLEncoding.EncodeToString(payload)
 	mac := hmac.New(sha256.New, s.jwtKey)

@@ -325,10 +325,10 @@ func TestAuthentication(t *testing.T) {
 
 func TestAuthTokenRefresh(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, modaltest.Options{AuthTokenTTL: 2 * time.Second, RouterTokenTTL: time.Second})
+	h := newHarness(t, modaltest.Options{AuthTokenTTL: 3 * time.Second, RouterTokenTTL: 2 * time.Second})
 	sb := h.create(nil)
 	h.run(sb, []string{"true"}, nil)
-	time.Sleep(2100 * time.Millisecond)
+	time.Sleep(4100 * time.Millisecond)
 	// Both tokens have expired: the SDK fetches new ones and carries on.
 	if out, _, _ := h.run(sb, []string{"echo", "still here"}, nil); out != "still here\n" {
 		t.Errorf("exec after the tokens expired: %q", out)

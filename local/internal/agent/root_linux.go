@@ -20,7 +20,7 @@ var etcAllow = []string{
 	"alternatives", "bash.bashrc", "ca-certificates", "ca-certificates.conf",
 	"debian_version", "fonts", "gai.conf", "host.conf", "inputrc",
 	"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime",
-	"magic", "magic.mime", "mime.types", "nsswitch.conf", "os-release",
+	"magic", "magic.mime", "matplotlibrc", "mime.types", "nsswitch.conf", "os-release",
 	"perl", "profile", "protocols", "python3", "python3.*", "services", "ssl",
 	"timezone", "xdg",
 }
