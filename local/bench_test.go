@@ -199,3 +199,51 @@ func BenchmarkHardening(b *testing.B) {
 		})
 	}
 }
+
+// Code contexts. "cell" is a warm cell 1 + 1 in a live context; compare
+// with internal/interpreter's BenchmarkPythonCell, the same cell with the
+// interpreter program run directly on the host, to read the sandbox's
+// share. "start" creates a context (IPython imported, ready for cells);
+// "host-import-ipython" is `python3 -c "import IPython"` on the host, the
+// floor any IPython-based context pays.
+func BenchmarkCodeContext(b *testing.B) {
+	ctx := context.Background()
+	sb := benchSandbox(b)
+	for _, rt := range []compute.Runtime{compute.Python, compute.Node} {
+		b.Run(string(rt)+"/cell", func(b *testing.B) {
+			cc, err := sb.NewCodeContext(ctx, &compute.CodeContextOptions{Runtime: rt})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cc.Close(ctx)
+			b.ResetTimer()
+			for range b.N {
+				ex, err := cc.Run(ctx, "1 + 1", nil)
+				if err != nil || ex.Main() == nil || ex.Main().Text != "2" {
+					b.Fatal(ex, err)
+				}
+			}
+		})
+		b.Run(string(rt)+"/start", func(b *testing.B) {
+			for range b.N {
+				cc, err := sb.NewCodeContext(ctx, &compute.CodeContextOptions{Runtime: rt})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				cc.Close(ctx)
+				b.StartTimer()
+			}
+		})
+	}
+	b.Run("host-import-ipython", func(b *testing.B) {
+		for range b.N {
+			hostRun(b, "/usr/bin/python3", "-c", "import IPython")
+		}
+	})
+	b.Run("host-node", func(b *testing.B) {
+		for range b.N {
+			hostRun(b, "/usr/bin/node", "-e", "0")
+		}
+	})
+}

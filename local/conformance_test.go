@@ -17,7 +17,7 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	computetest.Run(t, p, computetest.RichPython())
+	computetest.Run(t, p, computetest.RichPythonLikeHost())
 }
 
 func TestConformanceIsolationNone(t *testing.T) {
@@ -26,5 +26,5 @@ func TestConformanceIsolationNone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	computetest.Run(t, p, computetest.RichPython())
+	computetest.Run(t, p, computetest.RichPythonLikeHost())
 }

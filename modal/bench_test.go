@@ -104,6 +104,11 @@ func BenchmarkOps(b *testing.B) {
 	if _, err := sb.RunCommand(ctx, "true"); err != nil {
 		b.Fatal(err)
 	}
+	cc, err := sb.NewCodeContext(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close(ctx)
 	data := make([]byte, 64<<10)
 	if err := sb.FileSystem().WriteFile(ctx, "/tmp/bench.bin", data); err != nil {
 		b.Fatal(err)
@@ -130,6 +135,13 @@ func BenchmarkOps(b *testing.B) {
 		}},
 		{"Info", func() error {
 			_, err := sb.Info(ctx)
+			return err
+		}},
+		{"CodeContextCell", func() error {
+			ex, err := cc.Run(ctx, "1 + 1", nil)
+			if err == nil && (ex.Main() == nil || ex.Main().Text != "2") {
+				err = fmt.Errorf("1 + 1 gave %+v", ex)
+			}
 			return err
 		}},
 	} {

@@ -12,10 +12,10 @@ import (
 // V2 sandboxes (Modal's default) and V1 ones (those with a GPU).
 func TestConformanceV2(t *testing.T) {
 	_, p := emulator(t, modaltest.Options{}, modal.Config{})
-	computetest.Run(t, p, computetest.RichPython())
+	computetest.Run(t, p, computetest.RichPythonLikeHost())
 }
 
 func TestConformanceV1GPU(t *testing.T) {
 	_, p := emulator(t, modaltest.Options{}, modal.Config{})
-	computetest.Run(t, p.With(modal.SandboxOptions{GPU: "T4"}), computetest.RichPython())
+	computetest.Run(t, p.With(modal.SandboxOptions{GPU: "T4"}), computetest.RichPythonLikeHost())
 }
