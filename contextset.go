@@ -221,7 +221,9 @@ func (c *execContext) died(r *interp, what string, cause error) error {
 	how := fmt.Sprintf("exited with code %d", r.exitCode)
 	switch {
 	case r.waitErr != nil:
-		return fmt.Errorf("compute: code context %s: the interpreter %s: %w: %w", c.id, what, ErrContextDied, r.waitErr)
+		// The provider knows why (out of memory, the sandbox stopped):
+		// both its error and ErrContextDied match.
+		return fmt.Errorf("compute: code context %s: the interpreter %s: %w (%w; Restart starts a new one)", c.id, what, r.waitErr, ErrContextDied)
 	case r.exitCode == 137:
 		how = "was killed (exit code 137: out of memory, or SIGKILL)"
 	case r.exitCode > 128:
