@@ -6,7 +6,9 @@
 // gives the same API as a local provider: commands with stdin, env and
 // working directory, output streamed as it is produced (stdout and stderr
 // apart), kill and timeouts that kill the remote process, background
-// processes, and a native filesystem with streamed uploads and downloads.
+// processes, a native filesystem with streamed uploads and downloads, and
+// code contexts that the server keeps (driver.CodeContexter: every client
+// of a sandbox sees them; a cell's output and results stream as produced).
 // Errors keep their kind: an unknown sandbox matches driver.ErrNotFound, a
 // missing command driver.ErrCommandNotFound, a missing file
 // fs.ErrNotExist, a bad token driver.ErrAuthentication (and so does the

@@ -52,7 +52,7 @@ func loopback(t *testing.T, opts server.Options) (*remote.Provider, *server.Serv
 
 func TestConformance(t *testing.T) {
 	rp, _, _ := loopback(t, server.Options{Token: "conformance-token", MaxSandboxes: 1000})
-	computetest.Run(t, rp, computetest.RichPython())
+	computetest.Run(t, rp, computetest.RichPythonLikeHost())
 }
 
 func TestMain(m *testing.M) {

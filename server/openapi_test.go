@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -71,7 +72,7 @@ func TestOpenAPI(t *testing.T) {
 		t.Errorf("SeedRequest.action enum %q; want %q", enum, actions)
 	}
 	codes := []string{wire.CodeBadRequest, wire.CodeUnauthorized, wire.CodePermission, wire.CodeForbidden, wire.CodeNotFound, wire.CodeSandboxNotFound,
-		wire.CodeProcessNotFound, wire.CodeNotExist, wire.CodeMethodNotAllowed, wire.CodeExist, wire.CodeConflict, wire.CodeSandboxStopped, wire.CodeTooLarge,
+		wire.CodeProcessNotFound, wire.CodeContextNotFound, wire.CodeNotExist, wire.CodeMethodNotAllowed, wire.CodeExist, wire.CodeConflict, wire.CodeContextDied, wire.CodeSandboxStopped, wire.CodeTooLarge,
 		wire.CodeCommandNotFound, wire.CodeFileError, wire.CodeSyntaxError, wire.CodeOutOfMemory, wire.CodeLimit, wire.CodeInternal, wire.CodeProviderAuthentication, wire.CodeMissingCredentials, wire.CodeUnsupported, wire.CodeUnavailable, wire.CodeTimeout}
 	enum := doc.Components.Schemas["Error"].Properties["code"].Enum
 	slices.Sort(enum)
@@ -82,6 +83,27 @@ func TestOpenAPI(t *testing.T) {
 	events := []string{wire.EventStart, wire.EventStdout, wire.EventStderr, wire.EventExit, wire.EventError, wire.EventPing}
 	if enum := doc.Components.Schemas["Event"].Properties["type"].Enum; !slices.Equal(enum, events) {
 		t.Errorf("Event.type enum %q; want %q", enum, events)
+	}
+	cellEvents := []string{wire.CellEventStdout, wire.CellEventStderr, wire.CellEventResult, wire.CellEventError, wire.CellEventEnd, wire.CellEventFailure, wire.EventPing}
+	if enum := doc.Components.Schemas["CellEvent"].Properties["type"].Enum; !slices.Equal(enum, cellEvents) {
+		t.Errorf("CellEvent.type enum %q; want %q", enum, cellEvents)
+	}
+	// The MIME types of a result are the JSON names of wire.MIMEBundle.
+	var mimes []string
+	for name := range doc.Components.Schemas["MIMEBundle"].Properties {
+		mimes = append(mimes, name)
+	}
+	b, _ := json.Marshal(wire.NewMIMEBundle(&driver.Output{Text: "t", HTML: "h", Markdown: "m", SVG: "s", LaTeX: "l", JavaScript: "j", PNG: []byte{1}, JPEG: []byte{1}, PDF: []byte{1}, JSON: []byte("1")}))
+	var all map[string]any
+	json.Unmarshal(b, &all)
+	var fields []string
+	for name := range all {
+		fields = append(fields, name)
+	}
+	slices.Sort(mimes)
+	slices.Sort(fields)
+	if !slices.Equal(mimes, fields) {
+		t.Errorf("MIMEBundle properties %q; want %q", mimes, fields)
 	}
 
 	// Served as checked in, without a token.

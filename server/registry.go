@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/computesdk-go/compute"
@@ -47,6 +48,9 @@ type entry struct {
 	// seq orders entries by registration: a provider's list taken after
 	// seq was handed out includes the sandbox (unless it ended).
 	seq uint64
+	// contextsStarting counts the code contexts being created in it,
+	// for maxContexts.
+	contextsStarting atomic.Int32
 	// Guarded by Server.mu.
 	state    entryState
 	active   int // requests and exec streams using it

@@ -17,10 +17,12 @@ var statuses = map[string]int{
 	CodeNotFound:               http.StatusNotFound,
 	CodeSandboxNotFound:        http.StatusNotFound,
 	CodeProcessNotFound:        http.StatusNotFound,
+	CodeContextNotFound:        http.StatusNotFound,
 	CodeNotExist:               http.StatusNotFound,
 	CodeMethodNotAllowed:       http.StatusMethodNotAllowed,
 	CodeExist:                  http.StatusConflict,
 	CodeConflict:               http.StatusConflict,
+	CodeContextDied:            http.StatusConflict,
 	CodeSandboxStopped:         http.StatusGone,
 	CodeTooLarge:               http.StatusRequestEntityTooLarge,
 	CodeCommandNotFound:        http.StatusUnprocessableEntity,
@@ -44,7 +46,14 @@ var kinds = []struct {
 	err  error
 }{
 	{CodeBadRequest, driver.ErrInvalid},
+	// Before CodeTimeout: an interpreter that died after its cell's
+	// timeout is a died context (Restart it) more than a timeout.
+	{CodeContextDied, driver.ErrContextDied},
 	{CodeSandboxNotFound, driver.ErrNotFound},
+	// Code never returns it (CodeSandboxNotFound comes first); the
+	// server answers it for a code context that is not there, which a
+	// client reads as driver.ErrNotFound.
+	{CodeContextNotFound, driver.ErrNotFound},
 	{CodeSandboxStopped, driver.ErrStopped},
 	{CodeCommandNotFound, driver.ErrCommandNotFound},
 	{CodeOutOfMemory, driver.ErrOutOfMemory},

@@ -16,7 +16,7 @@ func TestCodeErr(t *testing.T) {
 	for _, want := range []error{
 		compute.ErrNotFound, compute.ErrStopped, compute.ErrCommandNotFound, compute.ErrOutOfMemory,
 		compute.ErrTimeout, compute.ErrUnsupported, compute.ErrQuotaExceeded, compute.ErrAuthentication,
-		compute.ErrMissingCredentials, fs.ErrNotExist, fs.ErrExist, fs.ErrPermission,
+		compute.ErrMissingCredentials, compute.ErrContextDied, fs.ErrNotExist, fs.ErrExist, fs.ErrPermission,
 	} {
 		err := fmt.Errorf("provider: %w", want)
 		code := Code(err)
@@ -39,6 +39,14 @@ func TestCodeErr(t *testing.T) {
 	}
 	if got := Err(CodeUnauthorized, http.StatusUnauthorized); got != compute.ErrAuthentication {
 		t.Errorf("Err(CodeUnauthorized, 401) = %v; want compute.ErrAuthentication", got)
+	}
+	// A code context that is not there is not found, as a sandbox; and an
+	// interpreter that died past its cell's timeout is a died context.
+	if got := Err(CodeContextNotFound, http.StatusNotFound); got != compute.ErrNotFound {
+		t.Errorf("Err(CodeContextNotFound, 404) = %v; want compute.ErrNotFound", got)
+	}
+	if code := Code(fmt.Errorf("died: %w (past its timeout: %w)", compute.ErrContextDied, compute.ErrTimeout)); code != CodeContextDied {
+		t.Errorf("Code(died and timed out) = %q; want %q", code, CodeContextDied)
 	}
 	for code, status := range statuses {
 		if Status(code) != status || status < 400 {

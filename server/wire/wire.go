@@ -7,6 +7,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/computesdk-go/compute/driver"
@@ -212,10 +213,12 @@ const (
 	CodeNotFound               = "not_found"               // 404: no such endpoint
 	CodeSandboxNotFound        = "sandbox_not_found"       // 404
 	CodeProcessNotFound        = "process_not_found"       // 404
+	CodeContextNotFound        = "context_not_found"       // 404: no such code context (or it was closed)
 	CodeNotExist               = "not_exist"               // 404: no such file
 	CodeMethodNotAllowed       = "method_not_allowed"      // 405
 	CodeExist                  = "exist"                   // 409: the file exists
 	CodeConflict               = "conflict"                // 409: stdin already attached, ...
+	CodeContextDied            = "context_died"            // 409: the code context's interpreter is gone; restart it
 	CodeSandboxStopped         = "sandbox_stopped"         // 410
 	CodeTooLarge               = "too_large"               // 413: a body, upload or reply past the limits; argv and env the kernel refuses
 	CodeCommandNotFound        = "command_not_found"       // 422
@@ -230,3 +233,136 @@ const (
 	CodeUnavailable            = "unavailable"             // 503: shutting down
 	CodeTimeout                = "timeout"                 // 504: the request ran past the server's limit
 )
+
+// CreateContextRequest is the body of POST .../sandboxes/{id}/contexts.
+// Every field is optional.
+type CreateContextRequest struct {
+	// Runtime is "python" or "node"; empty means the sandbox's runtime
+	// (Python when it has none).
+	Runtime string `json:"runtime,omitempty"`
+	// Dir is the interpreter's working directory; empty means the
+	// sandbox's.
+	Dir string `json:"dir,omitempty"`
+	// Env is added to (and overrides) the sandbox's environment.
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// ContextInfo describes a code context (the reply to create, GET
+// .../contexts/{ctx} and restart).
+type ContextInfo struct {
+	ID string `json:"id"`
+	// Runtime is "python" or "node".
+	Runtime string `json:"runtime"`
+	// Version is the interpreter's version ("3.11.2", "20.19.2").
+	Version string `json:"version"`
+	// Rich says the Python interpreter has IPython (rich display, magics).
+	Rich bool `json:"rich"`
+	// Dir is the working directory it was started in ("" for the
+	// sandbox's).
+	Dir       string    `json:"dir,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// NewContextInfo returns the v1 description of a code context.
+func NewContextInfo(info *driver.CodeContextInfo) ContextInfo {
+	return ContextInfo{ID: info.ID, Runtime: string(info.Runtime), Version: info.Version, Rich: info.Rich, Dir: info.Dir, CreatedAt: info.CreatedAt.UTC()}
+}
+
+// Driver returns the context's description as package driver has it.
+func (c *ContextInfo) Driver() driver.CodeContextInfo {
+	return driver.CodeContextInfo{ID: c.ID, Runtime: driver.Runtime(c.Runtime), Version: c.Version, Rich: c.Rich, Dir: c.Dir, CreatedAt: c.CreatedAt}
+}
+
+// ContextList is the reply to GET .../sandboxes/{id}/contexts.
+type ContextList struct {
+	// Contexts are the sandbox's live code contexts, oldest first.
+	Contexts []ContextInfo `json:"contexts"`
+}
+
+// RunCellRequest is the body of POST .../contexts/{ctx}/run.
+type RunCellRequest struct {
+	// Code is the cell's code.
+	Code string `json:"code"`
+	// Timeout, in milliseconds, interrupts the cell (the context keeps
+	// its state; the stream ends with a failure event, code timeout).
+	// 0 means none beyond the server's request limit.
+	Timeout int64 `json:"timeout,omitempty"`
+}
+
+// Event types of a cell's stream (POST .../contexts/{ctx}/run). The
+// stream also has EventPing after 15 s of silence; clients ignore it and
+// any type they do not know.
+const (
+	// CellEventStdout and CellEventStderr carry output, in
+	// CellEvent.Data, as the cell prints it.
+	CellEventStdout = "stdout"
+	CellEventStderr = "stderr"
+	// CellEventResult is a display output: CellEvent.Bundle, with
+	// CellEvent.Main set for the value of the cell's last expression.
+	CellEventResult = "result"
+	// CellEventError is the exception the cell raised (Name, Value,
+	// Traceback): the cell ran, and failed. An end or failure event
+	// follows.
+	CellEventError = "error"
+	// CellEventEnd is the last event of a cell that ran to its end.
+	CellEventEnd = "end"
+	// CellEventFailure is the last event of a cell that could not run or
+	// finish: Error and Code as in ErrorResponse (CodeTimeout for the
+	// cell's timeout, CodeContextDied when the interpreter is gone, ...).
+	CellEventFailure = "failure"
+)
+
+// CellEvent is one line of a cell's stream (application/x-ndjson).
+type CellEvent struct {
+	Type string `json:"type"`
+	// Data is a chunk of output (stdout, stderr), base64 in JSON.
+	Data []byte `json:"data,omitempty"`
+	// Main marks the value of the cell's last expression (result).
+	Main bool `json:"main,omitempty"`
+	// Bundle is the output by MIME type (result).
+	Bundle *MIMEBundle `json:"bundle,omitempty"`
+	// Name, Value and Traceback describe the exception (error).
+	Name      string `json:"name,omitempty"`
+	Value     string `json:"value,omitempty"`
+	Traceback string `json:"traceback,omitempty"`
+	// Truncated says the server left out an output too large to carry
+	// (end).
+	Truncated bool `json:"truncated,omitempty"`
+	// Error and Code describe a failure, as in ErrorResponse.
+	Error string `json:"error,omitempty"`
+	Code  string `json:"code,omitempty"`
+}
+
+// MIMEBundle is a display output by MIME type, as Jupyter carries it;
+// binary types are base64.
+type MIMEBundle struct {
+	Text       string          `json:"text/plain,omitempty"`
+	HTML       string          `json:"text/html,omitempty"`
+	Markdown   string          `json:"text/markdown,omitempty"`
+	SVG        string          `json:"image/svg+xml,omitempty"`
+	LaTeX      string          `json:"text/latex,omitempty"`
+	JavaScript string          `json:"application/javascript,omitempty"`
+	PNG        []byte          `json:"image/png,omitempty"`
+	JPEG       []byte          `json:"image/jpeg,omitempty"`
+	PDF        []byte          `json:"application/pdf,omitempty"`
+	JSON       json.RawMessage `json:"application/json,omitempty"`
+}
+
+// NewMIMEBundle returns the bundle of an output.
+func NewMIMEBundle(o *driver.Output) *MIMEBundle {
+	return &MIMEBundle{
+		Text: o.Text, HTML: o.HTML, Markdown: o.Markdown, SVG: o.SVG, LaTeX: o.LaTeX, JavaScript: o.JavaScript,
+		PNG: o.PNG, JPEG: o.JPEG, PDF: o.PDF, JSON: o.JSON,
+	}
+}
+
+// Output returns the bundle as package driver has it; main is its IsMain.
+func (b *MIMEBundle) Output(main bool) driver.Output {
+	if b == nil {
+		return driver.Output{IsMain: main}
+	}
+	return driver.Output{
+		Text: b.Text, HTML: b.HTML, Markdown: b.Markdown, SVG: b.SVG, LaTeX: b.LaTeX, JavaScript: b.JavaScript,
+		PNG: b.PNG, JPEG: b.JPEG, PDF: b.PDF, JSON: b.JSON, IsMain: main,
+	}
+}
