@@ -21,8 +21,11 @@
 //     "encoding": "base64" in the response, never mangled.
 //   - /api/compute/v1/...: extensions for what the request protocol cannot
 //     say: streaming exec (NDJSON), stdin, kill, raw file upload and
-//     download streamed both ways, stat and directory calls. Package remote
+//     download streamed both ways, stat and directory calls, code contexts
+//     (stateful interpreters, cells streamed as NDJSON). Package remote
 //     is a driver.Provider built on them.
+//   - /mcp (MCPPath): the Model Context Protocol over streamable HTTP,
+//     package mcp's tools for AI agents, behind the same token.
 //   - GET /api/compute/openapi.json: the OpenAPI 3 document of all of it.
 //
 // Streaming: POST /api/compute/v1/sandboxes/{id}/exec answers
@@ -196,6 +199,8 @@ type Server struct {
 	shutdownOnce sync.Once
 	shutdownDone chan struct{}
 	shutdownErr  error
+
+	mcp mcpEndpoint // MCPPath (mcp.go)
 }
 
 // New returns a Server for provider p (wrapped in compute.New, so every
@@ -243,6 +248,7 @@ func New(p driver.Provider, opts Options) *Server {
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routes()
+	s.initMCP()
 	s.background.add()
 	go s.reap()
 	return s
@@ -302,6 +308,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.servePublic(w, r, s.handleOpenAPI)
 	case wire.HealthPath:
 		s.servePublic(w, r, s.handleHealth)
+	case MCPPath:
+		s.serve(w, r, flavorV1, s.handleMCP)
 	default:
 		s.serve(w, r, flavorV1, s.route)
 	}

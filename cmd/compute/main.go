@@ -225,6 +225,7 @@ exit anyway; a second signal exits at once.`,
 	root.AddCommand(a.serveCommand(), a.benchCommand())
 	root.AddCommand(a.modalCommand())
 	root.AddCommand(a.sandboxCommand())
+	root.AddCommand(a.mcpCommand())
 	return root
 }
 
