@@ -29,8 +29,9 @@
 // code, large code, stdin, arguments), FileSystem (every operation, run
 // once through the provider's native filesystem and once through
 // driver.ExecFileSystem, plus testing/fstest on the io/fs view), Cmd,
-// Lifecycle (Get, List, Destroy, the sandbox's own timeout) and
-// Concurrency.
+// Terminal (a shell on a pseudo-terminal: echo, tty, size and resize,
+// Ctrl-C, environment, input, exit codes, Close), Lifecycle (Get, List,
+// Destroy, the sandbox's own timeout) and Concurrency.
 //
 // The sandboxes must have /bin/sh, GNU coreutils and findutils, /proc,
 // /tmp, python3 and node (see SkipPython and SkipNode). The paths and
@@ -59,6 +60,8 @@ type config struct {
 	noPython, noNode bool
 	richPython       bool
 	sandboxes        int
+	noResize         bool
+	noTerminal       bool
 }
 
 // SkipPython declares that the provider's sandboxes have no python3. The
@@ -111,6 +114,7 @@ func Run(t *testing.T, p driver.Provider, opts ...Option) {
 	t.Run("RunCode", s.testRunCode)
 	t.Run("FileSystem", s.testFileSystem)
 	t.Run("CodeContext", s.testCodeContext)
+	t.Run("Terminal", s.testTerminal)
 	t.Run("Cmd", s.testCmd)
 	t.Run("Lifecycle", s.testLifecycle)
 	t.Run("Concurrency", s.testConcurrency)
