@@ -6,10 +6,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/creack/pty"
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
@@ -244,6 +247,56 @@ func BenchmarkCodeContext(b *testing.B) {
 	b.Run("host-node", func(b *testing.B) {
 		for range b.N {
 			hostRun(b, "/usr/bin/node", "-e", "0")
+		}
+	})
+}
+
+// A terminal on a warm sandbox: open it, read the first output of a
+// program (echo), wait for its exit and hang up; beside BenchmarkExecTrue.
+// "host" does the same with a pty of the host's (github.com/creack/pty).
+func BenchmarkTerminal(b *testing.B) {
+	ctx := context.Background()
+	readHi := func(b *testing.B, r io.Reader) {
+		buf := make([]byte, 64)
+		var got []byte
+		for !bytes.Contains(got, []byte("hi")) {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				b.Fatalf("read %q: %v", got, err)
+			}
+		}
+	}
+	b.Run("sandbox", func(b *testing.B) {
+		sb := benchSandbox(b)
+		opts := &compute.TerminalOptions{Argv: []string{"/bin/echo", "hi"}}
+		for b.Loop() {
+			term, err := sb.Terminal(ctx, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			readHi(b, term)
+			if code, err := term.Wait(); code != 0 || err != nil {
+				b.Fatal(code, err)
+			}
+			if err := term.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("host", func(b *testing.B) {
+		for b.Loop() {
+			cmd := exec.Command("/bin/echo", "hi")
+			cmd.Env = cleanEnv
+			f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+			if err != nil {
+				b.Fatal(err)
+			}
+			readHi(b, f)
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
 		}
 	})
 }

@@ -9,7 +9,9 @@
 // HOME) and /tmp, a fresh /proc and a minimal /dev; no network but its own
 // loopback unless asked; a clean environment. Every command and file
 // operation runs inside it, on request: a command costs one message and
-// one fork. Destroy (or the death of the owning process) kills the agent,
+// one fork. A terminal is a pseudo-terminal of the sandbox's own devpts
+// instance, its program confined like any command; the host reads and
+// writes its master side directly. Destroy (or the death of the owning process) kills the agent,
 // and with it every process of the sandbox; its files lived in memory and
 // are gone with it.
 //

@@ -87,19 +87,7 @@ func (s *sandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Pr
 		grp.done()
 		return nil, err
 	}
-	rep, err := o.answer(ctx)
-	if err == nil && rep.Err != "" {
-		err = errors.New(rep.Err)
-		if rep.NotFound {
-			// The agent's reason names the program already ("x: command
-			// not found", or why exec failed): say it once.
-			err = fmt.Errorf("local: %s: %w", strings.TrimSuffix(rep.Err, ": command not found"), driver.ErrCommandNotFound)
-		} else if rep.Errno != 0 {
-			err = fmt.Errorf("local: %s: %w", rep.Err, syscall.Errno(rep.Errno))
-		}
-	} else if err != nil {
-		err = s.lost(err)
-	}
+	_, err = s.started(ctx, o)
 	if err != nil {
 		o.conn.Close()
 		closeMine()
@@ -123,6 +111,29 @@ func (s *sandbox) Start(ctx context.Context, req *driver.ExecRequest) (driver.Pr
 		}()
 	}
 	return p, nil
+}
+
+// started reads the agent's answer to the start of a command (an exec or
+// a terminal): nil error once it runs, else why not.
+func (s *sandbox) started(ctx context.Context, o *op) (*agentproto.Reply, error) {
+	rep, err := o.answer(ctx)
+	if err != nil {
+		return nil, s.lost(err)
+	}
+	if rep.Err == "" {
+		return rep, nil
+	}
+	switch {
+	case rep.NotFound:
+		// The agent's reason names the program already ("x: command
+		// not found", or why exec failed): say it once.
+		return nil, fmt.Errorf("local: %s: %w", strings.TrimSuffix(rep.Err, ": command not found"), driver.ErrCommandNotFound)
+	case rep.Unsupported:
+		return nil, fmt.Errorf("local: %s: %w", rep.Err, driver.ErrUnsupported)
+	case rep.Errno != 0:
+		return nil, fmt.Errorf("local: %s: %w", rep.Err, syscall.Errno(rep.Errno))
+	}
+	return nil, errors.New(rep.Err)
 }
 
 type process struct {

@@ -48,9 +48,11 @@ type sandbox struct {
 	releaseOnce sync.Once
 	releaseErr  error
 
-	mu        sync.Mutex
-	destroyed bool
-	expired   bool
+	mu          sync.Mutex
+	destroyed   bool
+	expired     bool
+	terms       map[*terminal]struct{} // open terminals, closed at the end
+	termsClosed bool                   // the end has come: no new ones
 }
 
 var _ driver.FileSystemer = (*sandbox)(nil)
@@ -138,6 +140,7 @@ func (s *sandbox) destroy() error {
 // destroy or when the agent died on its own.
 func (s *sandbox) release() error {
 	s.releaseOnce.Do(func() {
+		s.closeTerminals()
 		s.quota.release()
 		s.ctl.Close()
 		if s.proxy != nil {

@@ -47,6 +47,11 @@ type agent struct {
 	spawn   chan spawnRequest
 	ctl     *net.UnixConn // the control socket, also for proxied connections
 	root    *fsRoot       // resolves paths from outside inside the sandbox
+	// pts is the sandbox's /dev/pts (O_PATH), where terminals are opened;
+	// -1 without isolation (the host's /dev/ptmx). ptsErr says why an
+	// isolated sandbox has none.
+	pts    int
+	ptsErr error
 }
 
 func runAgent() int {
@@ -66,7 +71,7 @@ func runAgent() int {
 		return 3
 	}
 	uc := ctl.(*net.UnixConn)
-	a := &agent{waiters: map[int]chan int{}, ctl: uc}
+	a := &agent{waiters: map[int]chan int{}, ctl: uc, pts: -1}
 	buf := make([]byte, 1<<16)
 	n, _, _, _, err := uc.ReadMsgUnix(buf, nil)
 	if err != nil {
@@ -131,8 +136,14 @@ func (a *agent) setup() (enforced []string, err error) {
 	go a.reap(sigc)
 
 	if cfg.Isolate {
-		if err := buildRoot(cfg); err != nil {
+		if a.ptsErr, err = buildRoot(cfg); err != nil {
 			return nil, err
+		}
+		a.openPTYDir()
+		if a.ptsErr != nil {
+			enforced = append(enforced, fmt.Sprintf("terminals: none (%v)", a.ptsErr))
+		} else {
+			enforced = append(enforced, fmt.Sprintf("terminals: a devpts instance of the sandbox's own, at most %d pseudo-terminals", maxTerminals))
 		}
 		if cfg.Hostname != "" {
 			if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
@@ -303,6 +314,8 @@ func (a *agent) handle(fds []int) {
 		agentproto.WriteMsg(c, agentproto.Reply{Done: true})
 	case agentproto.OpExec:
 		a.exec(c, r, &req, extra)
+	case agentproto.OpTerminal:
+		a.terminal(c, r, &req, extra)
 	case agentproto.OpOpen:
 		if len(extra) == 1 {
 			a.open(c, a.abs(req.Path), extra[0])
@@ -425,6 +438,45 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *agentproto.Request, files []*
 		defer devnull.Close()
 		stdin = devnull
 	}
+	cmd, rep := a.resolveCommand(req)
+	if rep != nil {
+		agentproto.WriteMsg(c, rep)
+		return
+	}
+	pid, done, err := a.startCommand(cmd, group, []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()}, &syscall.SysProcAttr{Setpgid: true})
+	// The command holds the pipes now; our copies must go so the host sees
+	// EOF when the command (and whatever inherited them) is done.
+	stdout.Close()
+	stderr.Close()
+	if req.Stdin {
+		stdin.Close()
+	}
+	if err != nil {
+		agentproto.WriteMsg(c, startFailed(err))
+		return
+	}
+	// Killing kills everything in the command's cgroup, or where it has
+	// none, its process tree.
+	killer := newCommandKiller(pid, group)
+	if err := agentproto.WriteMsg(c, agentproto.Reply{}); err != nil { // started
+		killer.kill()
+		<-done
+		return
+	}
+	a.supervise(c, r, killer, done)
+}
+
+// command is a command resolved inside the sandbox, ready to start.
+type command struct {
+	path string
+	argv []string
+	env  []string
+	dir  string
+}
+
+// resolveCommand finds a request's working directory and program inside
+// the sandbox; where it cannot, it returns the reply that says why.
+func (a *agent) resolveCommand(req *agentproto.Request) (*command, *agentproto.Reply) {
 	a.mu.Lock()
 	env := mergeEnv(a.env, req.Env)
 	a.mu.Unlock()
@@ -440,63 +492,54 @@ func (a *agent) exec(c net.Conn, r io.Reader, req *agentproto.Request, files []*
 		if errors.Is(err, errProcessEntry) || errors.Is(err, syscall.ELOOP) {
 			msg = fmt.Sprintf("working directory %s: %v", dir, errors.Unwrap(err))
 		}
-		agentproto.WriteMsg(c, agentproto.Reply{Err: msg, Errno: int(syscall.ENOENT)})
-		return
+		return nil, &agentproto.Reply{Err: msg, Errno: int(syscall.ENOENT)}
 	}
-	dir = resolved
-	path, err := a.lookPath(req.Argv[0], env, dir)
+	path, err := a.lookPath(req.Argv[0], env, resolved)
 	if err != nil {
-		agentproto.WriteMsg(c, agentproto.Reply{Err: err.Error(), NotFound: true})
-		return
+		return nil, &agentproto.Reply{Err: err.Error(), NotFound: true}
 	}
+	return &command{path: path, argv: req.Argv, env: env, dir: resolved}, nil
+}
 
+// startCommand has the spawner fork and exec cmd in group (nil: the
+// sandbox's cgroup) with stdio as its descriptors 0, 1 and 2, and
+// registers it: done receives its exit code.
+func (a *agent) startCommand(cmd *command, group *GroupFiles, stdio []uintptr, sys *syscall.SysProcAttr) (pid int, done chan int, err error) {
 	// mu is held from fork to registration so the reaper, which needs mu
 	// to deliver an exit, cannot lose a command that exits at once.
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	res := make(chan spawnResult, 1)
-	a.spawn <- spawnRequest{path: path, argv: req.Argv, reply: res, group: group, attr: &syscall.ProcAttr{
-		Dir:   dir,
-		Env:   env,
-		Files: []uintptr{stdin.Fd(), stdout.Fd(), stderr.Fd()},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	a.spawn <- spawnRequest{path: cmd.path, argv: cmd.argv, reply: res, group: group, attr: &syscall.ProcAttr{
+		Dir:   cmd.dir,
+		Env:   cmd.env,
+		Files: stdio,
+		Sys:   sys,
 	}}
 	sr := <-res
-	pid, err := sr.pid, sr.err
-	if err == nil {
-		// Sandboxed processes, not the agent, are what the kernel's OOM
-		// killer should pick when the sandbox runs out of memory: the
-		// agent's death would end the sandbox. (Raising a score needs no
-		// privilege; lowering the agent's would.)
-		os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("1000"), 0)
+	if sr.err != nil {
+		return 0, nil, sr.err
 	}
-	var done chan int
-	if err == nil {
-		done = make(chan int, 1)
-		a.waiters[pid] = done
-	}
-	a.mu.Unlock()
-	// The command holds the pipes now; our copies must go so the host sees
-	// EOF when the command (and whatever inherited them) is done.
-	stdout.Close()
-	stderr.Close()
-	if req.Stdin {
-		stdin.Close()
-	}
-	if err != nil {
-		rep := errReply(err)
-		rep.NotFound = errors.Is(err, syscall.ENOENT)
-		agentproto.WriteMsg(c, rep)
-		return
-	}
-	// Killing kills everything in the command's cgroup, or where it has
-	// none, its process tree.
-	killer := newCommandKiller(pid, group)
-	if err := agentproto.WriteMsg(c, agentproto.Reply{}); err != nil { // started
-		killer.kill()
-		<-done
-		return
-	}
+	// Sandboxed processes, not the agent, are what the kernel's OOM killer
+	// should pick when the sandbox runs out of memory: the agent's death
+	// would end the sandbox. (Raising a score needs no privilege; lowering
+	// the agent's would.)
+	os.WriteFile("/proc/"+strconv.Itoa(sr.pid)+"/oom_score_adj", []byte("1000"), 0)
+	done = make(chan int, 1)
+	a.waiters[sr.pid] = done
+	return sr.pid, done, nil
+}
 
+// startFailed is the reply to a command that could not be started.
+func startFailed(err error) agentproto.Reply {
+	rep := errReply(err)
+	rep.NotFound = errors.Is(err, syscall.ENOENT)
+	return rep
+}
+
+// supervise reports a started command's exit code, killing its process
+// tree when the host asks or hangs up first.
+func (a *agent) supervise(c net.Conn, r io.Reader, killer *commandKiller, done chan int) {
 	finished := make(chan struct{})
 	go func() {
 		for {
@@ -545,21 +588,30 @@ func (a *agent) reap(sigc chan os.Signal) {
 	}
 }
 
-// KillTree kills a command and everything it started: its process group
-// and every descendant, found through /proc. Each round stops what it finds
-// (so nothing forks behind our back) and looks again; then all are killed.
-// The host calls it too, on the agent of a sandbox without isolation,
-// whose commands no pid namespace ends.
-func KillTree(root int) {
+// KillTree kills a command and everything it started: its process group,
+// its session (a terminal's) and every descendant, found through /proc.
+// Each round stops what it finds (so nothing forks behind our back) and
+// looks again; then all are killed. The host calls it too, on the agent
+// of a sandbox without isolation, whose commands no pid namespace ends.
+func KillTree(root int) { killProcesses(root, true) }
+
+// KillSession kills what is left of a terminal's session once its leader,
+// root, has exited: every process of the session or of root's process
+// group. The leader's pid can name no other process while any of them
+// lives (the kernel does not reuse a process or session id in use), which
+// a search of root's descendants could not rely on.
+func KillSession(root int) { killProcesses(root, false) }
+
+func killProcesses(root int, tree bool) {
 	victims := map[int]bool{}
 	for range 8 {
 		added := false
-		parent, group := procTable()
-		for pid := range parent {
+		procs := procTable()
+		for pid, p := range procs {
 			if victims[pid] {
 				continue
 			}
-			if pid == root || group[pid] == root || isDescendant(pid, root, parent, victims) {
+			if p.group == root || p.session == root || tree && (pid == root || isDescendant(pid, root, procs, victims)) {
 				victims[pid] = true
 				unix.Kill(pid, unix.SIGSTOP)
 				added = true
@@ -569,17 +621,21 @@ func KillTree(root int) {
 			break
 		}
 	}
-	victims[root] = true
+	if tree {
+		victims[root] = true
+	}
 	for pid := range victims {
 		unix.Kill(pid, unix.SIGKILL)
 	}
-	unix.Kill(-root, unix.SIGKILL)
+	if tree {
+		unix.Kill(-root, unix.SIGKILL)
+	}
 }
 
-func isDescendant(pid, root int, parent map[int]int, known map[int]bool) bool {
+func isDescendant(pid, root int, procs map[int]procInfo, known map[int]bool) bool {
 	for range 64 {
-		pp, ok := parent[pid]
-		if !ok || pp <= 1 {
+		pp := procs[pid].parent
+		if pp <= 1 {
 			return false
 		}
 		if pp == root || known[pp] {
@@ -590,9 +646,13 @@ func isDescendant(pid, root int, parent map[int]int, known map[int]bool) bool {
 	return false
 }
 
-// procTable reads every process's parent and process group from /proc.
-func procTable() (parent, group map[int]int) {
-	parent, group = map[int]int{}, map[int]int{}
+// procInfo is what killProcesses needs to know of a process.
+type procInfo struct{ parent, group, session int }
+
+// procTable reads every process's parent, process group and session from
+// /proc.
+func procTable() map[int]procInfo {
+	procs := map[int]procInfo{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -611,14 +671,16 @@ func procTable() (parent, group map[int]int) {
 			continue
 		}
 		f := strings.Fields(s[i+1:])
-		if len(f) < 3 {
+		if len(f) < 4 {
 			continue
 		}
-		pp, _ := strconv.Atoi(f[1])
-		pg, _ := strconv.Atoi(f[2])
-		parent[pid], group[pid] = pp, pg
+		var p procInfo
+		p.parent, _ = strconv.Atoi(f[1])
+		p.group, _ = strconv.Atoi(f[2])
+		p.session, _ = strconv.Atoi(f[3])
+		procs[pid] = p
 	}
-	return parent, group
+	return procs
 }
 
 func mergeEnv(base []string, extra map[string]string) []string {

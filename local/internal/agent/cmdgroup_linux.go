@@ -66,10 +66,14 @@ func ForkIn(g *GroupFiles, path string, argv []string, attr *syscall.ProcAttr) (
 }
 
 // commandKiller kills one command: everything in its cgroup, or where it
-// has none, its process tree.
+// has none, its process tree (a terminal's: its session).
 type commandKiller struct {
 	pid   int
 	group *GroupFiles
+	// session: the command leads a session of its own (a terminal), which
+	// is what is killed once the leader has exited.
+	session bool
+	exited  bool // the leader has exited (and been reaped)
 
 	mu   sync.Mutex
 	over bool
@@ -87,9 +91,26 @@ func (k *commandKiller) kill() {
 	if k.over {
 		return
 	}
-	if k.group == nil || KillGroup(k.group.List) != nil {
-		KillTree(k.pid)
+	if k.group != nil && KillGroup(k.group.List) == nil {
+		return
 	}
+	if k.exited {
+		// The leader's pid may name another process by now; its session
+		// id cannot while the session has members.
+		if k.session {
+			KillSession(k.pid)
+		}
+		return
+	}
+	KillTree(k.pid)
+}
+
+// leaderExited tells the killer that the command's first process has
+// exited and been reaped: its pid no longer names it.
+func (k *commandKiller) leaderExited() {
+	k.mu.Lock()
+	k.exited = true
+	k.mu.Unlock()
 }
 
 // finish waits for a kill under way, and makes later ones do nothing:

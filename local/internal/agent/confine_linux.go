@@ -39,7 +39,12 @@ import (
 //   - clock_settime, clock_adjtime, settimeofday, adjtimex: the host's clock;
 //   - open_by_handle_at, name_to_handle_at: file handles bypass the
 //     sandbox's root (the "shocker" escape);
-//   - ioctl(TIOCSTI, TIOCLINUX): typing into a terminal outside.
+//   - ioctl(TIOCSTI, TIOCLINUX): typing into a terminal (the sandbox's
+//     own terminals are in a devpts instance of its own, so there is no
+//     other to reach, but a program must not type into its own terminal
+//     as the person at it either); ioctl(TIOCSETD): changing a terminal's
+//     line discipline, the way into n_gsm and n_hdlc, whose races gave
+//     local root exploits (CVE-2017-2636, CVE-2023-6546).
 var deniedSyscalls = []string{
 	"mount", "umount2", "pivot_root", "chroot", "fsopen", "fsmount", "fsconfig",
 	"fspick", "open_tree", "move_mount", "mount_setattr",
@@ -110,7 +115,7 @@ func confineThread() (enforced []string, err error) {
 		if err := loadSeccomp(); err != nil {
 			return nil, fmt.Errorf("seccomp: %w", err)
 		}
-		enforced = append(enforced, fmt.Sprintf("seccomp (%d syscalls denied, namespace clone flags denied, terminal injection denied, socket families but unix/inet/inet6/netlink denied, foreign ABIs denied)", len(deniedSyscalls)))
+		enforced = append(enforced, fmt.Sprintf("seccomp (%d syscalls denied, namespace clone flags denied, terminal injection and line discipline changes denied, socket families but unix/inet/inet6/netlink denied, foreign ABIs denied)", len(deniedSyscalls)))
 	}
 
 	// Last, empty the effective, permitted and inheritable sets.
@@ -205,8 +210,11 @@ func loadSeccomp() error {
 // use (AF_ALG, AF_PACKET, AF_KEY, AF_TIPC, AF_RDS, ...).
 var socketFamilies = []uint32{unix.AF_UNIX, unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK}
 
-// deniedIoctls type into a terminal outside the sandbox.
-var deniedIoctls = []uint32{unix.TIOCSTI, unix.TIOCLINUX}
+// deniedIoctls type into a terminal or change its line discipline. What
+// shells, editors and REPLs do with their terminal (TCGETS/TCSETS*,
+// TIOCGWINSZ/TIOCSWINSZ, TIOCGPGRP/TIOCSPGRP, TIOCSCTTY, TIOCGPTN, FIONREAD)
+// stays allowed.
+var deniedIoctls = []uint32{unix.TIOCSTI, unix.TIOCLINUX, unix.TIOCSETD}
 
 // loadArgFilter checks the arguments that the deny-list cannot: socket's
 // and socketpair's address family, and ioctl's request. Both are C ints,

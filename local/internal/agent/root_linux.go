@@ -34,35 +34,37 @@ var devFiles = []string{"null", "zero", "full", "random", "urandom", "tty"}
 // buildRoot makes the sandbox's root file system on the empty staging
 // directory and pivots into it. It runs in the agent, as root of the
 // sandbox's user namespace, inside its private mount namespace: nothing it
-// mounts is visible to the host.
-func buildRoot(cfg *agentproto.Config) error {
+// mounts is visible to the host. ptsErr says why the sandbox has no
+// pseudo-terminals, where its devpts could not be mounted (a sandbox
+// without terminals still runs commands).
+func buildRoot(cfg *agentproto.Config) (ptsErr, err error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
+		return nil, fmt.Errorf("make mounts private: %w", err)
 	}
 	// The root itself is a private tmpfs of cfg.DiskSize bytes, writable
 	// like a container's root (programs create /app and the like); the
 	// host's system is bound into it read-only.
 	root := cfg.Staging
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755,uid=0,gid=0", cfg.DiskSize)); err != nil {
-		return fmt.Errorf("mount root tmpfs: %w", err)
+		return nil, fmt.Errorf("mount root tmpfs: %w", err)
 	}
 	in := func(p string) string { return filepath.Join(root, p) }
 
 	for _, d := range systemDirs {
 		if err := mirror("/"+d, in(d)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	// /etc: allowlisted host entries plus generated identity files.
 	if err := os.Mkdir(in("etc"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	for _, pattern := range etcAllow {
 		matches, _ := filepath.Glob("/etc/" + pattern)
 		for _, m := range matches {
 			if err := mirrorEtc(m, in(m)); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -75,94 +77,114 @@ func buildRoot(cfg *agentproto.Config) error {
 	}
 	for name, content := range generated {
 		if err := os.WriteFile(in("etc/"+name), []byte(content), 0o644); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if cfg.Network {
 		if err := mirror("/etc/resolv.conf", in("etc/resolv.conf")); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	// /dev: a tmpfs with the harmless devices bound in.
 	if err := os.Mkdir(in("dev"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.Mount("tmpfs", in("dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755,uid=0,gid=0"); err != nil {
-		return fmt.Errorf("mount /dev: %w", err)
+		return nil, fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, d := range devFiles {
 		if err := bindFile("/dev/"+d, in("dev/"+d), false); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// GPUs, when asked for: the NVIDIA device nodes (the driver's
 	// libraries come with /usr).
 	for _, dev := range cfg.GPUs {
 		if err := bindFile(dev, in(dev), false); err != nil {
-			return fmt.Errorf("bind GPU device: %w", err)
+			return nil, fmt.Errorf("bind GPU device: %w", err)
 		}
 	}
+	// Pseudo-terminals: a devpts instance of the sandbox's own, so that
+	// its terminals are numbered from 0 and neither the host's nor another
+	// sandbox's are visible or reachable; /dev/ptmx is its ptmx. New
+	// terminals belong to the sandbox's root (uid=, gid=).
+	ptsErr = mountDevpts(in("dev"))
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
 		if err := os.Symlink(target, in("dev/"+name)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// /dev/shm is a directory of the root file system, bound in, so that
 	// shared memory counts against the same quota as every other file.
 	if err := os.Mkdir(in("dev/shm"), 0o1777); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.Mkdir(in(".shm"), 0o1777); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.Mount(in(".shm"), in("dev/shm"), "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind /dev/shm: %w", err)
+		return nil, fmt.Errorf("bind /dev/shm: %w", err)
 	}
 
 	// A /proc of the sandbox's own pid namespace.
 	if err := os.Mkdir(in("proc"), 0o555); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.Mount("proc", in("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc: %w", err)
+		return nil, fmt.Errorf("mount /proc: %w", err)
 	}
 	if err := maskProc(in("proc")); err != nil {
-		return err
+		return nil, err
 	}
 
 	// Writable: /tmp and the work dir are directories of the root file
 	// system, so the sandbox has one disk quota for all it writes (past it,
 	// writes fail with ENOSPC inside).
 	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.Chmod(in("tmp"), 0o1777); err != nil { // past the umask
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(in(cfg.WorkDir), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 
 	// What the agent made is the sandbox's root's, not the agent's own
 	// (where the agent runs as a uid of its own).
 	if cfg.Separate {
 		if err := chownTree(root); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
 	// Enter the new root; the host's tree is detached and unreachable.
 	if err := unix.Chdir(root); err != nil {
-		return err
+		return nil, err
 	}
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
+		return nil, fmt.Errorf("pivot_root: %w", err)
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach host root: %w", err)
+		return nil, fmt.Errorf("detach host root: %w", err)
 	}
-	return unix.Chdir("/")
+	return ptsErr, unix.Chdir("/")
+}
+
+// mountDevpts mounts a new devpts instance on dev/pts and makes dev/ptmx
+// its ptmx.
+func mountDevpts(dev string) error {
+	pts := filepath.Join(dev, "pts")
+	if err := os.Mkdir(pts, 0o755); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("newinstance,ptmxmode=0666,mode=0620,uid=0,gid=0,max=%d", maxTerminals)
+	if err := unix.Mount("devpts", pts, "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, opts); err != nil {
+		os.Remove(pts)
+		return fmt.Errorf("mount devpts: %w", err)
+	}
+	return os.Symlink("pts/ptmx", filepath.Join(dev, "ptmx"))
 }
 
 // Parts of /proc that describe the host, not the sandbox, and are hidden

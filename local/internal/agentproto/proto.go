@@ -18,6 +18,13 @@
 // The agent sends the connections it accepts on [ProxyAddr] back on the
 // control socket ([MsgProxied]).
 //
+// A terminal ([OpTerminal]) is a command on a pseudo-terminal that the
+// agent opens in the sandbox (its own devpts instance). The agent's reply
+// that the command started carries the terminal's master side as a
+// descriptor on the operation's connection ([WriteMsgRights]), so that
+// the host reads, writes and resizes the terminal directly: keystrokes
+// and output never pass through the agent either.
+//
 // The host treats everything the agent says as untrusted input: sandboxed
 // code could take the agent over.
 package agentproto
@@ -97,6 +104,12 @@ const (
 	OpReadDir = "readdir"
 	OpStat    = "stat"
 	OpRemove  = "remove"
+	// OpTerminal starts a command on a new pseudo-terminal. The reply that
+	// it started carries the terminal's master side. Unlike an exec, the
+	// operation outlives the command: after the exit reply the agent keeps
+	// what the command left on the terminal until the host sends a kill or
+	// hangs up, then kills it all and answers Done.
+	OpTerminal = "terminal"
 )
 
 // Request is the first message on an operation's connection.
@@ -111,24 +124,29 @@ type Request struct {
 	// Group (exec): the command's cgroup files were sent, last: the one
 	// to enter, the one that lists its tasks, the one to leave by.
 	Group bool `json:"group,omitempty"`
+	// Rows and Cols (terminal): the terminal's initial size.
+	Rows int `json:"rows,omitempty"`
+	Cols int `json:"cols,omitempty"`
 }
 
 // Reply is what the agent answers. Err and Errno describe a failure;
 // Errno is a Linux errno so the host can rebuild fs.ErrNotExist and the
 // like.
 type Reply struct {
-	Err      string     `json:"err,omitempty"`
-	Errno    int        `json:"errno,omitempty"`
-	NotFound bool       `json:"notFound,omitempty"` // exec: no such command
-	Exit     *int       `json:"exit,omitempty"`
-	Files    []FileStat `json:"files,omitempty"`
-	Done     bool       `json:"done,omitempty"`
-	Enforced []string   `json:"enforced,omitempty"` // setup: confinement in force
+	Err      string `json:"err,omitempty"`
+	Errno    int    `json:"errno,omitempty"`
+	NotFound bool   `json:"notFound,omitempty"` // exec: no such command
+	// Unsupported (terminal): the sandbox cannot do it at all.
+	Unsupported bool       `json:"unsupported,omitempty"`
+	Exit        *int       `json:"exit,omitempty"`
+	Files       []FileStat `json:"files,omitempty"`
+	Done        bool       `json:"done,omitempty"`
+	Enforced    []string   `json:"enforced,omitempty"` // setup: confinement in force
 }
 
 // Control is a message from host to agent during an operation.
 type Control struct {
-	Kill   bool `json:"kill,omitempty"`   // exec: kill the process tree
+	Kill   bool `json:"kill,omitempty"`   // exec, terminal: kill the process tree
 	Commit bool `json:"commit,omitempty"` // write: all data sent, install the file
 }
 
@@ -146,18 +164,27 @@ type FileStat struct {
 // WriteMsg writes v as one length-prefixed JSON message. A message over
 // MaxMessage is not written: the error wraps ErrTooBig.
 func WriteMsg(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
+	buf, err := encodeMsg(v)
 	if err != nil {
 		return err
 	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// encodeMsg encodes v as WriteMsg sends it.
+func encodeMsg(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
 	if len(b) > MaxMessage {
-		return fmt.Errorf("%w: %d bytes, over the %d byte limit", ErrTooBig, len(b), MaxMessage)
+		return nil, fmt.Errorf("%w: %d bytes, over the %d byte limit", ErrTooBig, len(b), MaxMessage)
 	}
 	buf := make([]byte, 4+len(b))
 	binary.BigEndian.PutUint32(buf, uint32(len(b)))
 	copy(buf[4:], b)
-	_, err = w.Write(buf)
-	return err
+	return buf, nil
 }
 
 // ErrTooBig is returned for a message over MaxMessage.
