@@ -156,3 +156,54 @@ func BenchmarkOps(b *testing.B) {
 		})
 	}
 }
+
+// A terminal: the time from Terminal to its first output (one PTY exec),
+// and a keystroke's round trip (Write to the terminal's echo on Read).
+func BenchmarkTerminal(b *testing.B) {
+	srv, p := benchEmulator(b)
+	ctx := context.Background()
+	sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	b.Run("Start", func(b *testing.B) {
+		srv.ResetCalls()
+		buf := make([]byte, 64)
+		for range b.N {
+			term, err := sb.Terminal(ctx, &compute.TerminalOptions{Argv: []string{"echo", "ready"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := term.Read(buf); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if code, err := term.Wait(); code != 0 || err != nil {
+				b.Fatal(code, err)
+			}
+			term.Close()
+			b.StartTimer()
+		}
+		reportRPCs(b, srv)
+	})
+	b.Run("Keystroke", func(b *testing.B) {
+		term, err := sb.Terminal(ctx, &compute.TerminalOptions{Argv: []string{"cat"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer term.Close()
+		buf := make([]byte, 64)
+		srv.ResetCalls()
+		b.ResetTimer()
+		for range b.N {
+			if _, err := term.Write([]byte("x")); err != nil {
+				b.Fatal(err)
+			}
+			if n, err := term.Read(buf); n != 1 || err != nil {
+				b.Fatalf("read %q, %v; want the echo of x", buf[:n], err)
+			}
+		}
+		reportRPCs(b, srv)
+	})
+}

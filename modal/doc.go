@@ -11,7 +11,10 @@
 //	res, err := sb.RunCode(ctx, `print("hello from Modal")`, nil)
 //
 // Everything of package compute works: RunCode, RunCommand, Cmd,
-// FileSystem, Info, Get, List and Destroy. Modal's own options (image,
+// FileSystem, Terminal, Info, Get, List and Destroy (a terminal is
+// Modal's PTY exec, of the size asked for at start: Modal cannot resize
+// a running one, so Terminal.Resize reports compute.ErrUnsupported).
+// Modal's own options (image,
 // GPU, CPU, memory, secrets, volumes, ports, network, names, tags) are
 // SandboxOptions, given for every sandbox in Config.Sandbox or for one
 // kind of sandbox with Provider.With. Modal's extras are methods of

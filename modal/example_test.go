@@ -2,7 +2,9 @@ package modal_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 
@@ -73,5 +75,45 @@ func ExampleProvider_With() {
 	fmt.Println(url != "")
 	// Output:
 	// gpu A100
+	// true
+}
+
+// A program on a terminal in a Modal sandbox, at the size asked for:
+// Modal cannot resize it later.
+func ExampleSandbox_Terminal() {
+	srv, err := modaltest.NewServer(modaltest.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	p, err := modal.New(modal.Config{ServerURL: srv.URL, TokenID: srv.TokenID, TokenSecret: srv.TokenSecret})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+
+	term, err := sb.Terminal(ctx, &compute.TerminalOptions{
+		Argv: []string{"sh", "-c", `read -r name; stty size; echo "hello, $name"; exit 3`},
+		Rows: 40, Cols: 120,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer term.Close()
+	term.Write([]byte("Modal\r")) // typed: the terminal echoes it
+	screen, _ := io.ReadAll(term) // until the program exits
+	code, _ := term.Wait()
+	fmt.Printf("%q\n", screen)
+	fmt.Println("exit", code)
+	fmt.Println(errors.Is(term.Resize(50, 132), compute.ErrUnsupported))
+	// Output:
+	// "Modal\r\n40 120\r\nhello, Modal\r\n"
+	// exit 3
 	// true
 }

@@ -367,7 +367,8 @@ func (p *process) readStdout(w io.Writer) error {
 			w.Write(head)
 			break
 		}
-		if bytes.HasPrefix(head, []byte("\x1e!\n")) {
+		// (On a terminal the launcher's newline arrives as CR LF.)
+		if bytes.HasPrefix(head, []byte("\x1e!\n")) || bytes.HasPrefix(head, []byte("\x1e!\r\n")) {
 			p.notFound = true
 			break
 		}

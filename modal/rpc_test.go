@@ -3,6 +3,7 @@ package modal_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -136,6 +137,27 @@ func TestRPCCounts(t *testing.T) {
 					return sb2.Destroy(ctx)
 				}},
 			}
+			steps = append(steps, rpcStep{"Terminal (a line typed, exit)", map[string]int{"TaskExecStart": 1, "TaskExecStdioRead": 1, "TaskExecWait": 1, "TaskExecStdinWrite": 1}, func(ctx context.Context) error {
+				term, err := sb.Terminal(ctx, &compute.TerminalOptions{Argv: []string{"sh", "-c", "read -r l; echo got-$l"}})
+				if err != nil {
+					return err
+				}
+				defer term.Close()
+				if _, err := term.Write([]byte("x\n")); err != nil {
+					return err
+				}
+				out, err := io.ReadAll(term)
+				if err != nil {
+					return err
+				}
+				if code, err := term.Wait(); err != nil || code != 0 {
+					return fmt.Errorf("Wait = %d, %v", code, err)
+				}
+				if !strings.Contains(string(out), "got-x") {
+					return fmt.Errorf("terminal output %q", out)
+				}
+				return nil
+			}})
 			if gpu != "" {
 				steps[9].max = map[string]int{"SandboxWait": 1}
 				steps[10].max = map[string]int{"SandboxTerminate": 1}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	pb "github.com/modal-labs/modal-client/go/proto/modal_proto"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -38,8 +39,12 @@ type execSpec struct {
 	// stdout and stderr receive the output; nil discards it (DEVNULL).
 	stdout, stderr *output
 	stdin          *input
-	// pty sends stderr to stdout, as a terminal would.
-	pty        bool
+	// mergeStderr sends stderr to stdout (STDERR_CONFIG_STDOUT).
+	mergeStderr bool
+	// pty, when enabled, runs the command on a pseudo-terminal of its
+	// size and TERM: stdout is the terminal's output (stderr included),
+	// stdin its keyboard.
+	pty        *pb.PTYInfo
 	timeout    time.Duration
 	entrypoint bool
 }
@@ -68,7 +73,7 @@ func (sb *sandbox) startProcess(spec execSpec) (*process, error) {
 	if spec.stderr != nil {
 		errW = spec.stderr
 	}
-	if spec.pty {
+	if spec.mergeStderr || spec.pty.GetEnabled() {
 		errW = outW
 	}
 	argv, env := spec.argv, spec.env
@@ -82,6 +87,11 @@ func (sb *sandbox) startProcess(spec execSpec) (*process, error) {
 	sb.mu.Unlock()
 	if cs == nil || !sb.running() {
 		return nil, status.Errorf(codes.NotFound, "Sandbox %s has finished", sb.id)
+	}
+	if spec.pty.GetEnabled() && !isGuest {
+		if tp, err := sb.startTerminal(p, cs, spec, outW); tp != nil || err != nil {
+			return tp, err
+		}
 	}
 	var h *compute.Process
 	var err error

@@ -101,7 +101,7 @@ func (r *router) TaskExecStart(ctx context.Context, req *pb.TaskExecStartRequest
 	maps.Copy(env, srcEnv)
 	spec := execSpec{
 		id: req.GetExecId(), argv: req.GetCommandArgs(), env: env, dir: req.GetWorkdir(),
-		stdin: newInput(), pty: req.GetPtyInfo().GetEnabled(),
+		stdin: newInput(), pty: req.GetPtyInfo(),
 	}
 	if req.GetStdoutConfig() == pb.TaskExecStdoutConfig_TASK_EXEC_STDOUT_CONFIG_PIPE {
 		spec.stdout = newOutput()
@@ -110,7 +110,7 @@ func (r *router) TaskExecStart(ctx context.Context, req *pb.TaskExecStartRequest
 	case pb.TaskExecStderrConfig_TASK_EXEC_STDERR_CONFIG_PIPE:
 		spec.stderr = newOutput()
 	case pb.TaskExecStderrConfig_TASK_EXEC_STDERR_CONFIG_STDOUT:
-		spec.pty = true
+		spec.mergeStderr = true
 	}
 	if req.HasTimeoutSecs() {
 		spec.timeout = time.Duration(req.GetTimeoutSecs()) * time.Second

@@ -407,7 +407,7 @@ func (sb *sandbox) start(ctx context.Context) error {
 	if argv := sb.def.GetEntrypointArgs(); len(argv) > 0 {
 		p, err := sb.startProcess(execSpec{
 			argv: argv, stdout: sb.stdout, stderr: sb.stderr, stdin: sb.stdin,
-			pty: sb.def.GetPtyInfo().GetEnabled(), entrypoint: true,
+			pty: sb.def.GetPtyInfo(), entrypoint: true,
 		})
 		if err != nil {
 			return err

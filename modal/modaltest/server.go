@@ -21,7 +21,8 @@
 // "Modal emulator" section. In short: apps, environments, registry images
 // (recorded; sandboxes run on the host system's programs), secrets, V1 and
 // V2 sandboxes with their whole lifecycle, exec with stdio and stdin
-// streaming, the filesystem tool protocol, tags, names, listing, tunnels,
+// streaming, PTY execs on real pseudo-terminals (pty_info's size and
+// TERM), the filesystem tool protocol, tags, names, listing, tunnels,
 // readiness probes and filesystem snapshots. The server records every RPC
 // and every sandbox for tests to inspect, and can inject latency and faults
 // per RPC method.
@@ -139,6 +140,8 @@ type Server struct {
 	idem      *idempotencyCache
 	faults    faultSet
 	buildMu   sync.Mutex
+	// terminalsOnce warns once that the provider has no terminals.
+	terminalsOnce sync.Once
 
 	// ctx is cancelled by Close; background work of the server uses it.
 	ctx    context.Context
