@@ -8,7 +8,10 @@
 // apart), kill and timeouts that kill the remote process, background
 // processes, a native filesystem with streamed uploads and downloads, and
 // code contexts that the server keeps (driver.CodeContexter: every client
-// of a sandbox sees them; a cell's output and results stream as produced).
+// of a sandbox sees them; a cell's output and results stream as produced),
+// and terminals (driver.Terminaler: a program on a pseudo-terminal in the
+// sandbox, carried over the server's WebSocket endpoint; see
+// Sandbox.Terminal).
 // Errors keep their kind: an unknown sandbox matches driver.ErrNotFound, a
 // missing command driver.ErrCommandNotFound, a missing file
 // fs.ErrNotExist, a bad token driver.ErrAuthentication (and so does the
@@ -18,8 +21,9 @@
 //
 // It uses the server's v1 endpoints (package wire holds their shapes; the
 // server package's openapi.json documents them). A command holds one HTTP
-// request open while it runs: closing it, or losing the connection, kills
-// the command on the server.
+// request open while it runs, and a terminal one WebSocket: closing it,
+// or losing the connection, kills the command (hangs up the terminal) on
+// the server.
 package remote
 
 import (

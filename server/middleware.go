@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,9 +76,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fl flavor, h func
 
 	// The request's context ends at its timeout, when the client goes
 	// away, or when Shutdown gives up waiting; blocked body reads and
-	// writes are cut at the same moment.
+	// writes are cut at the same moment. A terminal has no timeout: it
+	// lasts while it is in use, and ends after RequestTimeout without
+	// input or output (terminal.go).
 	var cancel context.CancelFunc
-	if s.opts.RequestTimeout > 0 {
+	if s.opts.RequestTimeout > 0 && !s.isTerminal(r) {
 		ctx, cancel = context.WithTimeout(ctx, s.opts.RequestTimeout)
 	} else {
 		ctx, cancel = context.WithCancel(ctx)
@@ -105,6 +108,61 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fl flavor, h func
 	if err := h(rw, r); err != nil {
 		s.writeError(rw, r, fl, err)
 	}
+}
+
+// bearerToken returns the token a request carries: the header
+// "Authorization: Bearer TOKEN", or, on a WebSocket handshake without an
+// Authorization header, the first subprotocol offered that is
+// wire.BearerSubprotocol(TOKEN) (browsers cannot set headers on a
+// WebSocket). Spaces around the token are ignored.
+func bearerToken(r *http.Request) (string, bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return "", false
+		}
+		return strings.TrimSpace(tok), true
+	}
+	if !isWebSocket(r) {
+		return "", false
+	}
+	for _, p := range subprotocols(r) {
+		if tok, ok := wire.TokenFromSubprotocol(p); ok {
+			return strings.TrimSpace(tok), true
+		}
+	}
+	return "", false
+}
+
+// isWebSocket reports whether r asks for a WebSocket upgrade.
+func isWebSocket(r *http.Request) bool {
+	return headerHas(r.Header, "Connection", "upgrade") && headerHas(r.Header, "Upgrade", "websocket")
+}
+
+// subprotocols lists the WebSocket subprotocols a handshake offers.
+func subprotocols(r *http.Request) []string {
+	var out []string
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// headerHas reports whether the comma-separated header key lists token,
+// in any case.
+func headerHas(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // deadlines cuts a request's blocked body reads and writes when its
@@ -178,7 +236,8 @@ type respWriter struct {
 }
 
 func (w *respWriter) WriteHeader(code int) {
-	if !w.wroteHeader && code >= 200 {
+	// 101 Switching Protocols (a WebSocket) is the final reply too.
+	if !w.wroteHeader && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 		w.wroteHeader = true
 	}

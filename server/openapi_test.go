@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/server/wire"
 )
@@ -87,6 +88,13 @@ func TestOpenAPI(t *testing.T) {
 	cellEvents := []string{wire.CellEventStdout, wire.CellEventStderr, wire.CellEventResult, wire.CellEventError, wire.CellEventEnd, wire.CellEventFailure, wire.EventPing}
 	if enum := doc.Components.Schemas["CellEvent"].Properties["type"].Enum; !slices.Equal(enum, cellEvents) {
 		t.Errorf("CellEvent.type enum %q; want %q", enum, cellEvents)
+	}
+	termTypes := []string{wire.TerminalResize, wire.TerminalExit, wire.TerminalError, wire.TerminalWarning}
+	if enum := doc.Components.Schemas["TerminalMessage"].Properties["type"].Enum; !slices.Equal(enum, termTypes) {
+		t.Errorf("TerminalMessage.type enum %q; want %q", enum, termTypes)
+	}
+	if wire.MaxTerminalSize != compute.MaxTerminalSize {
+		t.Errorf("wire.MaxTerminalSize %d, compute.MaxTerminalSize %d; want them equal", wire.MaxTerminalSize, compute.MaxTerminalSize)
 	}
 	// The MIME types of a result are the JSON names of wire.MIMEBundle.
 	var mimes []string

@@ -64,18 +64,18 @@ func tokenTable(opts *Options) []tokenEntry {
 func (s *Server) authenticated() bool { return len(s.tokens) > 0 }
 
 // authorize returns the caller of a request that sent a valid bearer
-// token. Every token is compared, in constant time, whichever matches:
-// the time taken says nothing about the tokens (the hashes make it
-// independent of their lengths too).
+// token (bearerToken says where it may be). Every token is compared, in
+// constant time, whichever matches: the time taken says nothing about
+// the tokens (the hashes make it independent of their lengths too).
 func (s *Server) authorize(r *http.Request) (caller, bool) {
 	if !s.authenticated() {
 		return caller{admin: true}, true
 	}
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	tok, ok := bearerToken(r)
+	if !ok {
 		return caller{}, false
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	got := sha256.Sum256([]byte(tok))
 	match := -1
 	for i := range s.tokens {
 		if subtle.ConstantTimeCompare(got[:], s.tokens[i].hash[:]) == 1 {

@@ -44,6 +44,7 @@ func (s *Server) routeTable() map[string]func(http.ResponseWriter, *http.Request
 		"DELETE " + sb + "/contexts/{ctx}":       s.v1CloseContext,
 		"POST " + sb + "/contexts/{ctx}/restart": s.v1RestartContext,
 		"POST " + sb + "/contexts/{ctx}/run":     s.v1RunCell,
+		terminalRoute:                            s.v1Terminal,
 	}
 }
 
