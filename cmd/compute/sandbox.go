@@ -86,6 +86,7 @@ Modal's credentials come from MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or
 		Example: `  id=$(compute sandbox create --timeout 30m --gpu T4)
   compute sandbox exec "$id" -- nvidia-smi
   compute sandbox exec "$id" -- python3 -c 'print(6 * 7)'
+  compute sandbox shell "$id"
   compute sandbox info "$id"
   compute sandbox list
   compute sandbox destroy "$id"`,
@@ -93,7 +94,7 @@ Modal's credentials come from MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(a.sandboxCreateCommand(), a.sandboxListCommand(), a.sandboxInfoCommand(),
-		a.sandboxExecCommand(), a.sandboxURLCommand(), a.sandboxDestroyCommand())
+		a.sandboxExecCommand(), a.sandboxShellCommand(), a.sandboxURLCommand(), a.sandboxDestroyCommand())
 	return cmd
 }
 
@@ -451,6 +452,52 @@ func (a *app) sandboxExec(ctx context.Context, f *sandboxExecFlags, id string, a
 		}
 		return nil
 	})
+}
+
+type sandboxShellFlags struct {
+	sf      sandboxFlags
+	env     []string
+	dir     string
+	timeout time.Duration
+}
+
+func (a *app) sandboxShellCommand() *cobra.Command {
+	var f sandboxShellFlags
+	cmd := &cobra.Command{
+		Use:   "shell [flags] ID [-- COMMAND [ARGS...]]",
+		Short: "Open an interactive shell in a sandbox",
+		Long: `Open an interactive shell in an existing sandbox, as "docker exec -it"
+does: a login shell (bash where the sandbox has it, else sh) on a terminal
+of its own, or COMMAND with ARGS. This terminal is put in raw mode, so
+every key goes to the program, and the sandbox's terminal follows this
+window's size; it is restored when the program exits, and compute exits
+with the program's exit code. The sandbox keeps running: leave with
+"exit" and come back later, or destroy it with "compute sandbox destroy".
+
+When standard input is not a terminal (a pipe, a file), there is no
+terminal and no raw mode: this behaves like "compute sandbox exec --stdin".
+COMMAND reads standard input; without COMMAND the shell runs the script
+that standard input holds.`,
+		Example: `  compute sandbox shell sb-01JQ...
+  compute sandbox shell sb-01JQ... -- python3
+  compute sandbox shell --server http://127.0.0.1:8080 lsb-...
+  echo 'ls -la' | compute sandbox shell sb-01JQ...`,
+		Args: wantArgs("a sandbox id, then optionally -- COMMAND [ARGS...]", 1, -1),
+		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			argv := args[1:]
+			if len(argv) > 0 && argv[0] == "--" {
+				argv = argv[1:] // flags stop at ID, so "--" after it is left in args
+			}
+			return a.sandboxShell(cmd.Context(), &f, args[0], argv)
+		}),
+	}
+	fs := cmd.Flags()
+	fs.SetInterspersed(false)
+	f.sf.add(fs)
+	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable, KEY=VALUE (repeatable)")
+	fs.StringVarP(&f.dir, "dir", "w", "", "working directory (default: the sandbox's own)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "hang up after this long and exit 124")
+	return cmd
 }
 
 func (a *app) sandboxURLCommand() *cobra.Command {
