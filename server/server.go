@@ -22,11 +22,17 @@
 //   - /api/compute/v1/...: extensions for what the request protocol cannot
 //     say: streaming exec (NDJSON), stdin, kill, raw file upload and
 //     download streamed both ways, stat and directory calls, code contexts
-//     (stateful interpreters, cells streamed as NDJSON). Package remote
-//     is a driver.Provider built on them.
+//     (stateful interpreters, cells streamed as NDJSON), and terminals
+//     (GET .../sandboxes/{id}/terminal, a WebSocket). Package remote is a
+//     driver.Provider built on them.
 //   - /mcp (MCPPath): the Model Context Protocol over streamable HTTP,
 //     package mcp's tools for AI agents, behind the same token.
 //   - GET /api/compute/openapi.json: the OpenAPI 3 document of all of it.
+//   - GET / and /console/...: the web console (package console), a page
+//     that uses the API above as any client does. It holds no secrets and
+//     is served without a token (the page asks for the token and sends it
+//     as a bearer header); a server without a token serves it only to
+//     this machine, like everything else.
 //
 // Streaming: POST /api/compute/v1/sandboxes/{id}/exec answers
 // application/x-ndjson, one JSON Event per line, flushed as output is
@@ -71,6 +77,7 @@ import (
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/driver"
+	"github.com/computesdk-go/compute/server/console"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -121,7 +128,9 @@ type Options struct {
 	// never.
 	IdleTimeout time.Duration
 	// RequestTimeout bounds every request, exec streams included: a
-	// command still running then is killed. Zero means
+	// command still running then is killed. Terminals are the exception:
+	// for them it is how long a terminal may go with neither input nor
+	// output before it is closed, so one in use is never cut. Zero means
 	// DefaultRequestTimeout; negative, no limit.
 	RequestTimeout time.Duration
 	// MaxBodyBytes caps a JSON request body (413 past it). Zero means
@@ -298,8 +307,8 @@ const (
 	flavorSeed               // the seed's {success, error, sandboxId, provider}
 )
 
-// ServeHTTP answers the ComputeSDK request protocol, the v1 endpoints and the OpenAPI
-// document.
+// ServeHTTP answers the ComputeSDK request protocol, the v1 endpoints, the OpenAPI
+// document and the web console.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case wire.ProtocolPath, wire.ProtocolPath + "/":
@@ -310,10 +319,31 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.servePublic(w, r, s.handleHealth)
 	case MCPPath:
 		s.serve(w, r, flavorV1, s.handleMCP)
+	case "/":
+		s.servePublic(w, r, s.handleConsole)
 	default:
+		if strings.HasPrefix(r.URL.Path, console.Prefix) {
+			s.servePublic(w, r, s.handleConsole)
+			return
+		}
 		s.serve(w, r, flavorV1, s.route)
 	}
 }
+
+// handleConsole serves the web console's page and assets, without a token
+// but, on a server without one, only to this machine (loopback peer and
+// host name, no page of another site behind it).
+func (s *Server) handleConsole(w http.ResponseWriter, r *http.Request) error {
+	if !s.authenticated() && !s.opts.AllowUnauthenticatedRemote {
+		if why := notLocal(r); why != "" {
+			return errorf(wire.CodeForbidden, "this server has no token, so it serves its console only to this machine: refused %s; its operator must set a token (compute serve --token or $COMPUTE_TOKEN)", why)
+		}
+	}
+	consoleHandler.ServeHTTP(w, r)
+	return nil
+}
+
+var consoleHandler = console.Handler()
 
 // route dispatches to the v1 mux, answering unknown paths and methods with
 // JSON errors rather than the mux's plain text.
