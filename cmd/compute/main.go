@@ -209,6 +209,7 @@ exit anyway; a second signal exits at once.`,
 		Example: `  compute run examples/hello.py
   compute run -c 'print(2 ** 100)'
   compute exec -- ls -la /
+  compute shell
   compute version`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -222,10 +223,12 @@ exit anyway; a second signal exits at once.`,
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(a.runCommand(), a.execCommand(), a.versionCommand())
+	root.AddCommand(a.shellCommand())
 	root.AddCommand(a.serveCommand(), a.benchCommand())
 	root.AddCommand(a.modalCommand())
 	root.AddCommand(a.sandboxCommand())
 	root.AddCommand(a.mcpCommand())
+	root.AddCommand(a.imageCommand())
 	return root
 }
 
