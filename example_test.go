@@ -1,9 +1,11 @@
 package compute_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log"
 	"strings"
@@ -204,4 +206,54 @@ func ExampleFileSystem() {
 	// . true
 	// data.txt false
 	// main.py false
+}
+
+func ExampleSandbox_Terminal() {
+	ctx := context.Background()
+
+	p, err := local.New(local.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+
+	// A program on a 30×100 pseudo-terminal: it sees a real tty.
+	term, err := sb.Terminal(ctx, &compute.TerminalOptions{
+		Argv: []string{"/bin/sh", "-c", "stty size; read -r name; echo \"hello, $name\"; exit 3"},
+		Rows: 30, Cols: 100,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer term.Close()
+	screen := bufio.NewReader(term)
+	size, err := screen.ReadString('\n') // "30 100\r\n": a terminal ends lines with CR LF
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Type a line as a person would: the terminal echoes it.
+	if _, err := term.Write([]byte("gopher\r")); err != nil {
+		log.Fatal(err)
+	}
+	rest, err := io.ReadAll(screen) // until the program exits
+	if err != nil {
+		log.Fatal(err)
+	}
+	code, err := term.Wait()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(strings.ReplaceAll(size+string(rest), "\r\n", "\n"))
+	fmt.Println("exit code", code)
+	// Output:
+	// 30 100
+	// gopher
+	// hello, gopher
+	// exit code 3
 }
