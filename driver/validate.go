@@ -43,8 +43,14 @@ func (o *CreateOptions) Validate() error {
 	if strings.ContainsRune(o.Dir, 0) {
 		return fmt.Errorf("compute: working directory contains a NUL byte: %w", ErrInvalid)
 	}
+	if len(o.Image) > MaxImageRef || strings.ContainsAny(o.Image, "\x00\n\r") {
+		return fmt.Errorf("compute: image %.80q is not an image reference (no NUL or line breaks, at most %d bytes): %w", o.Image, MaxImageRef, ErrInvalid)
+	}
 	return nil
 }
+
+// MaxImageRef bounds the length of CreateOptions.Image.
+const MaxImageRef = 4096
 
 // ValidateEnv reports whether env can be a process environment: names are
 // not empty and hold no '=' or NUL, values hold no NUL. The error wraps

@@ -48,6 +48,14 @@ type CreateOptions struct {
 	// environment names (HTTP_PROXY, HTTPS_PROXY), so programs that ignore
 	// proxy settings reach nothing.
 	NetworkAllow []string
+	// Image is the sandbox's root filesystem, an OCI image: a registry
+	// reference ("python:3.12-slim", "ghcr.io/org/img:tag",
+	// "name@sha256:..."), "oci:DIR[:TAG]" (an OCI layout) or
+	// "docker-archive:FILE" (docker save). Empty means the provider's
+	// default: the host's /usr, read-only, on local; the runtime's image on
+	// Modal. A provider that cannot use the image fails Create with an
+	// error saying why.
+	Image string
 }
 
 // Network is a sandbox's network policy.
