@@ -15,6 +15,12 @@
 // and with it every process of the sandbox; its files lived in memory and
 // are gone with it.
 //
+// With CreateOptions.Image, the root is an OCI image's instead (package
+// imagestore finds or pulls it): its layers, read-only, under a writable
+// layer in the sandbox's own memory, mounted inside the sandbox's
+// namespaces; the image's Env, WorkingDir and (root) User apply. See
+// docs/isolation.md, "Image roots".
+//
 // Importing this package installs a hook that runs before main when the
 // program is started as a sandbox agent; programs need no setup call.
 package local
@@ -31,6 +37,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/driver"
+	"github.com/computesdk-go/compute/imagestore"
 )
 
 // Defaults for Options' zero values.
@@ -58,10 +65,28 @@ type Provider struct {
 	mu         sync.Mutex
 	sandboxes  map[string]*sandbox
 	closed     bool
-	spares     []*sandbox     // started ahead of demand, not yet handed out
-	fillingNow bool           // a fill goroutine is running
-	filling    sync.WaitGroup // the fill goroutine, for Close
-	makingRoom int            // Creates that gave up a spare's place: no refill meanwhile
+	spares     []*sandbox // started ahead of demand, not yet handed out
+	fillingNow bool       // a fill goroutine is running
+	// bare are sandboxes launched ahead of demand without a root (its
+	// agent waits for one), for Creates that name an image: a reserve
+	// of its own, started by the first such Create, so that image
+	// Creates neither take the host-root spares nor go without.
+	bare        []*sandbox
+	bareFilling bool // a fillBare goroutine is running
+	bareUsed    bool // an image Create came: Warm fills the bare reserve too
+	// imgSpares are sandboxes started ahead of demand with the root of
+	// the image the last image Create named (imgSpareFor, without a Use:
+	// a reserve must not keep an image from rm and prune; a Create takes
+	// one only once it holds the image in use and finds the very layer
+	// directories the spare mounted).
+	imgSpares   []*sandbox
+	imgSpareFor *sandboxImage
+	imgFilling  bool
+	filling     sync.WaitGroup // the fill goroutine, for Close
+	makingRoom  int            // Creates that gave up a spare's place: no refill meanwhile
+
+	imgMu  sync.Mutex
+	images *imagestore.Store // Options.ImageStore, or the default one once opened
 }
 
 var _ driver.Provider = (*Provider)(nil)
@@ -122,7 +147,7 @@ func New(opts Options) (*Provider, error) {
 	if opts.Isolation == IsolationNamespaces {
 		sweepNow()
 	}
-	return &Provider{opts: opts, explicitMemory: explicitMemory, quota: newQuota(opts), sandboxes: map[string]*sandbox{}}, nil
+	return &Provider{opts: opts, explicitMemory: explicitMemory, quota: newQuota(opts), sandboxes: map[string]*sandbox{}, images: opts.ImageStore}, nil
 }
 
 // Name returns "local".
@@ -159,10 +184,34 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 	if len(gpus) > 0 && p.opts.Isolation == IsolationNone {
 		gpus = nil // plain host processes see the devices anyway
 	}
+	var img *sandboxImage
+	if opts.Image != "" {
+		if p.opts.Isolation == IsolationNone {
+			return nil, fmt.Errorf("local: images need isolation (an image root is a mount of the sandbox's own); this provider runs unisolated (IsolationNone): %w", driver.ErrUnsupported)
+		}
+		if img, err = p.openImage(ctx, opts.Image); err != nil {
+			return nil, err
+		}
+	}
 	id := newID()
 	var s *sandbox
-	if len(gpus) == 0 {
+	switch {
+	case len(gpus) > 0:
+	case img == nil:
 		s = p.takePrestarted(network)
+	default:
+		// Host-root spares have their root already: an image's sandbox
+		// takes one with this image's root, or one of the bare reserve,
+		// whose root it builds now.
+		if s = p.takeImageSpare(network, img); s != nil {
+			break
+		}
+		if s = p.takeBare(network); s != nil {
+			if err := s.buildRoot(img); err != nil {
+				s.destroy()
+				s = nil // a spare that died, or a root that cannot be built: try afresh below, once
+			}
+		}
 	}
 	if s != nil {
 		if err := s.activate(ctx, id, opts); err != nil {
@@ -171,15 +220,25 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 				return nil, err // the request's fault (a bad Dir, say): a fresh start would fail alike
 			}
 			s = nil // a spare that died: start afresh below
+			if img != nil {
+				// The dead spare released the image: hold it again.
+				img.release()
+				if img, err = p.openImage(ctx, opts.Image); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	if s == nil {
 		var err error
-		s, err = p.startCancelable(ctx, network, gpus)
+		s, err = p.startCancelable(ctx, network, gpus, img)
 		if errors.Is(err, driver.ErrQuotaExceeded) {
-			s, err = p.startMakingRoom(ctx, network, gpus, err)
+			s, err = p.startMakingRoom(ctx, network, gpus, img, err)
 		}
 		if err != nil {
+			if img != nil {
+				img.release()
+			}
 			return nil, err
 		}
 		if err := s.activate(ctx, id, opts); err != nil {
@@ -255,8 +314,8 @@ func (p *Provider) Close() error {
 	p.closed = true
 	list := p.sandboxes
 	p.sandboxes = map[string]*sandbox{}
-	spares := p.spares
-	p.spares = nil
+	spares := append(append(p.spares, p.bare...), p.imgSpares...)
+	p.spares, p.bare, p.imgSpares = nil, nil, nil
 	p.mu.Unlock()
 	p.filling.Wait()
 	var errs []error
@@ -271,14 +330,14 @@ func (p *Provider) Close() error {
 
 // startCancelable starts a sandbox, giving up (and cleaning up) when ctx
 // is done first.
-func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []string) (*sandbox, error) {
+func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []string, img *sandboxImage) (*sandbox, error) {
 	type started struct {
 		s   *sandbox
 		err error
 	}
 	ch := make(chan started, 1)
 	go func() {
-		s, err := startAgent(p, network, gpus)
+		s, err := startAgent(p, network, gpus, img)
 		ch <- started{s, err}
 	}()
 	select {
@@ -298,7 +357,7 @@ func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []str
 // giving up spares' places one at a time (spares hold places like any
 // sandbox), so that a Create no spare can serve (another network policy, a
 // GPU) is not refused for the sake of spares. Refills wait meanwhile.
-func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []string, err error) (*sandbox, error) {
+func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []string, img *sandboxImage, err error) (*sandbox, error) {
 	p.mu.Lock()
 	p.makingRoom++
 	p.mu.Unlock()
@@ -312,6 +371,10 @@ func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []str
 		var spare *sandbox
 		if n := len(p.spares); n > 0 {
 			spare, p.spares = p.spares[n-1], p.spares[:n-1]
+		} else if n := len(p.bare); n > 0 {
+			spare, p.bare = p.bare[n-1], p.bare[:n-1]
+		} else if n := len(p.imgSpares); n > 0 {
+			spare, p.imgSpares = p.imgSpares[n-1], p.imgSpares[:n-1]
 		}
 		p.mu.Unlock()
 		if spare == nil {
@@ -319,7 +382,7 @@ func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []str
 		}
 		spare.destroy()
 		var s *sandbox
-		if s, err = p.startCancelable(ctx, network, gpus); err == nil {
+		if s, err = p.startCancelable(ctx, network, gpus, img); err == nil {
 			return s, nil
 		}
 	}
@@ -364,7 +427,7 @@ func (p *Provider) fill() {
 			return
 		}
 		p.mu.Unlock()
-		s, err := startAgent(p, p.opts.Network, nil)
+		s, err := startAgent(p, p.opts.Network, nil, nil)
 		p.mu.Lock()
 		if err != nil || p.closed {
 			p.fillingNow = false
@@ -379,13 +442,65 @@ func (p *Provider) fill() {
 	}
 }
 
+// takeBare is takePrestarted for the bare reserve (sandboxes without a
+// root yet, for images).
+func (p *Provider) takeBare(network bool) *sandbox {
+	if p.opts.Prestart < 0 || network != p.opts.Network {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.bareUsed = true
+	var s *sandbox
+	if n := len(p.bare); n > 0 {
+		s, p.bare = p.bare[n-1], p.bare[:n-1]
+	}
+	if !p.bareFilling && len(p.bare) < p.prestart() {
+		p.bareFilling = true
+		p.filling.Add(1)
+		time.AfterFunc(refillDelay, p.fillBare)
+	}
+	return s
+}
+
+// fillBare launches sandboxes until the bare reserve holds Prestart. A
+// failure stops it quietly, as fill.
+func (p *Provider) fillBare() {
+	defer p.filling.Done()
+	for {
+		p.mu.Lock()
+		if p.closed || len(p.bare) >= p.prestart() || p.makingRoom > 0 {
+			p.bareFilling = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		s, err := launchAgent(p, p.opts.Network, nil, true)
+		p.mu.Lock()
+		if err != nil || p.closed {
+			p.bareFilling = false
+			p.mu.Unlock()
+			if s != nil {
+				s.destroy()
+			}
+			return
+		}
+		p.bare = append(p.bare, s)
+		p.mu.Unlock()
+	}
+}
+
 // refillDelay is how long after handing out a spare the provider starts
 // its replacement.
 const refillDelay = 25 * time.Millisecond
 
 // Warm fills the provider's reserve of prestarted sandboxes (see
 // Options.Prestart) and waits until it is full, for callers that want
-// their first Create fast too. With Prestart off it does nothing.
+// their first Create fast too; once a Create has named an image, the
+// reserve for images as well. With Prestart off it does nothing.
 func (p *Provider) Warm(ctx context.Context) error {
 	if p.opts.Prestart < 0 {
 		return nil
@@ -397,6 +512,22 @@ func (p *Provider) Warm(ctx context.Context) error {
 			p.fillingNow = true
 			p.filling.Add(1)
 			go p.fill()
+		}
+		if p.imgSpareFor != nil && len(p.imgSpares) < p.prestart() {
+			full = false
+			if !closed && !p.imgFilling {
+				p.imgFilling = true
+				p.filling.Add(1)
+				go p.fillImage()
+			}
+		}
+		if p.bareUsed && len(p.bare) < p.prestart() {
+			full = false
+			if !closed && !p.bareFilling {
+				p.bareFilling = true
+				p.filling.Add(1)
+				go p.fillBare()
+			}
 		}
 		p.mu.Unlock()
 		switch {

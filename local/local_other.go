@@ -21,7 +21,15 @@ type sandbox struct {
 	created time.Time
 }
 
-func startAgent(*Provider, bool, []string) (*sandbox, error) { return nil, checkSupport(Options{}) }
+func startAgent(*Provider, bool, []string, *sandboxImage) (*sandbox, error) {
+	return nil, checkSupport(Options{})
+}
+
+func launchAgent(*Provider, bool, []string, bool) (*sandbox, error) {
+	return nil, checkSupport(Options{})
+}
+
+func (s *sandbox) buildRoot(*sandboxImage) error { return checkSupport(Options{}) }
 
 func gpuDevices(string) ([]string, error) { return nil, nil }
 
@@ -41,3 +49,13 @@ func (s *sandbox) Start(context.Context, *driver.ExecRequest) (driver.Process, e
 func sweepCgroups() {}
 
 func sweepStaging() {}
+
+type sandboxImage struct{ release func() }
+
+func (p *Provider) openImage(context.Context, string) (*sandboxImage, error) {
+	return nil, checkSupport(Options{})
+}
+
+func (p *Provider) takeImageSpare(bool, *sandboxImage) *sandbox { return nil }
+
+func (p *Provider) fillImage() {}

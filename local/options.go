@@ -1,6 +1,10 @@
 package local
 
-import "time"
+import (
+	"time"
+
+	"github.com/computesdk-go/compute/imagestore"
+)
 
 // Isolation is how a local sandbox is isolated from the host.
 type Isolation string
@@ -28,7 +32,11 @@ type Options struct {
 	// demand, so that Create only binds the caller's settings to one
 	// (about 1 ms instead of about 15 ms). Zero means 1; negative turns it
 	// off. The reserve starts with the first Create, is used only for the
-	// provider's default network policy, and Close destroys it.
+	// provider's default network policy, and Close destroys it. Creates
+	// with an image have reserves of their own, started by the first
+	// such Create: Prestart sandboxes with the root of the last image
+	// named, and Prestart with no root yet (for any image, about 3 ms).
+	// They hold no image in use.
 	Prestart int
 	// Network is the default network policy when CreateOptions.Network is
 	// empty: false means loopback only, true the host's network.
@@ -76,4 +84,13 @@ type Options struct {
 	// (when zero, half of the host's pid_max and threads-max, whichever is
 	// less), so that sandboxes cannot exhaust the host's process table.
 	MaxTotalProcesses int
+
+	// ImageStore is where images named by CreateOptions.Image are found
+	// and pulled to; nil means the store at imagestore.DefaultDir(),
+	// opened on the first Create that names an image.
+	ImageStore *imagestore.Store
+	// ImagePull configures the pulls of images the store does not hold
+	// (credentials, transport, progress, size limits); nil means
+	// imagestore's defaults.
+	ImagePull *imagestore.PullOptions
 }

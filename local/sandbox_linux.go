@@ -44,6 +44,17 @@ type sandbox struct {
 	cg     *cgroupLimits // nil where cgroups are unavailable
 	quota  *reservation  // its share of the provider-wide caps
 	proxy  *proxy        // the network allowlist's proxy, if any
+	image  *sandboxImage // the image the root is made of, held in use; nil for the host's system
+	// layerIDs identify the layer directories an image root mounted, top
+	// first (takeImageSpare checks them).
+	layerIDs []fileID
+
+	// Until the root is built (launchAgent, buildRoot): the agent's
+	// configuration, the agent's end of the control socket, and the
+	// empty host directory the root is built on.
+	cfg      agentproto.Config
+	agentEnd *os.File
+	staging  string
 
 	releaseOnce sync.Once
 	releaseErr  error
@@ -53,6 +64,9 @@ type sandbox struct {
 	expired     bool
 	terms       map[*terminal]struct{} // open terminals, closed at the end
 	termsClosed bool                   // the end has come: no new ones
+	// imageReleased: release has run, so an image set later is released
+	// at once.
+	imageReleased bool
 }
 
 var _ driver.FileSystemer = (*sandbox)(nil)
@@ -67,6 +81,11 @@ func (s *sandbox) activate(ctx context.Context, id string, opts *driver.CreateOp
 		s.timeout = p.opts.Timeout
 	}
 	s.dir = s.workDir
+	if s.image != nil {
+		if wd := s.image.workingDir(); wd != "" {
+			s.dir = wd
+		}
+	}
 	if opts.Dir != "" {
 		s.dir = opts.Dir
 		if !path.IsAbs(s.dir) {
@@ -111,6 +130,18 @@ func (s *sandbox) activate(ctx context.Context, id string, opts *driver.CreateOp
 
 func (s *sandbox) ID() string { return s.id }
 
+// setImage makes img the image the sandbox holds in use and releases at
+// its end (which may come from watch at any time).
+func (s *sandbox) setImage(img *sandboxImage) {
+	s.mu.Lock()
+	s.image = img
+	gone := s.imageReleased
+	s.mu.Unlock()
+	if gone {
+		img.release() // the sandbox ended already
+	}
+}
+
 // destroy kills the agent (the kernel then kills every process in the
 // sandbox's pid namespace, and its mounts and memory file systems go with
 // the last of them) and removes any host directory.
@@ -145,6 +176,21 @@ func (s *sandbox) release() error {
 		s.ctl.Close()
 		if s.proxy != nil {
 			s.proxy.stop()
+		}
+		if s.agentEnd != nil {
+			s.agentEnd.Close() // a spare destroyed before its root was built
+		}
+		if s.staging != "" {
+			os.Remove(s.staging) // empty, and already gone once the root is built
+		}
+		s.mu.Lock()
+		img := s.image
+		s.imageReleased = true
+		s.mu.Unlock()
+		if img != nil {
+			// The agent is gone, and with its mount namespace the
+			// overlay: the layers may be removed now.
+			img.release()
 		}
 		if s.cg != nil {
 			if err := s.cg.remove(); err != nil {

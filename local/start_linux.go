@@ -78,15 +78,35 @@ func allCaps() []uintptr {
 // without anything of a particular Create: that is bound by activate. The
 // split lets the provider start sandboxes ahead of demand (Prestart).
 //
+// With img, the root is the image's (image_linux.go); the sandbox holds
+// img from then on and releases it at its end, while a failed start
+// leaves it to the caller.
+func startAgent(p *Provider, network bool, gpus []string, img *sandboxImage) (*sandbox, error) {
+	s, err := launchAgent(p, network, gpus, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.buildRoot(img); err != nil {
+		s.destroy()
+		return nil, err
+	}
+	return s, nil
+}
+
+// launchAgent starts a sandbox's agent, which then waits for its
+// configuration (buildRoot). With forImage, the sandbox is started ahead
+// of demand for an image not named yet: the agent is configured at once
+// and prepares what needs no image (agentproto.ImageRoot.Later), and
+// buildRoot sends the image.
+//
 // It takes the sandbox's share of the quota, prepares the namespaces and
-// directories (prepare), starts the agent in them (clone), puts it in its
-// cgroup (limit) and hands it its configuration (configure). Until
-// configure, the agent waits: nothing of the caller's runs before the
-// limits are in place.
+// directories (prepare), starts the agent in them (clone) and puts it in
+// its cgroup (limit). Until buildRoot, the agent waits: nothing of the
+// caller's runs before the limits are in place.
 //
 // Its result is unnamed on purpose: the cleanups below use s, which a
 // "return nil, err" would otherwise set to nil before they run.
-func startAgent(p *Provider, network bool, gpus []string) (_ *sandbox, err error) {
+func launchAgent(p *Provider, network bool, gpus []string, forImage bool) (_ *sandbox, err error) {
 	s := &sandbox{p: p, network: network, exited: make(chan struct{})}
 	var undo undo
 	defer func() {
@@ -100,7 +120,7 @@ func startAgent(p *Provider, network bool, gpus []string) (_ *sandbox, err error
 	undo.add(s.quota.release)
 
 	isolate := p.opts.Isolation == IsolationNamespaces
-	cfg := agentproto.Config{
+	s.cfg = agentproto.Config{
 		GPUs:     gpus,
 		Isolate:  isolate,
 		Confine:  hardening,
@@ -114,7 +134,7 @@ func startAgent(p *Provider, network bool, gpus []string) (_ *sandbox, err error
 			FileSize: uint64(p.opts.MaxFileSize),
 		},
 	}
-	attr, err := s.prepare(&cfg, &undo)
+	attr, err := s.prepare(&s.cfg, &undo)
 	if err != nil {
 		return nil, err
 	}
@@ -124,15 +144,73 @@ func startAgent(p *Provider, network bool, gpus []string) (_ *sandbox, err error
 	}
 	// The host holds the agent's end until the handshake is over: an agent
 	// that dies during setup is seen by watch, which closes ours.
-	defer agentEnd.Close()
-	if err := s.limit(&cfg, gpus, &undo); err != nil {
+	s.agentEnd = agentEnd
+	undo.add(func() { agentEnd.Close() })
+	if err := s.limit(&s.cfg, gpus, &undo); err != nil {
 		return nil, err
 	}
 	go s.watch()
-	if err := s.configure(&cfg); err != nil {
-		return nil, err
+	if forImage {
+		s.cfg.Image = &agentproto.ImageRoot{Later: true}
+		b, _ := json.Marshal(&s.cfg)
+		if _, err := s.ctl.Write(b); err != nil {
+			return nil, fmt.Errorf("local: configure sandbox agent: %w", err)
+		}
 	}
 	return s, nil
+}
+
+// buildRoot has a launched agent build its root, the host's system or
+// img's, and waits until it is ready to run commands. A failure leaves
+// the sandbox to the caller to destroy.
+func (s *sandbox) buildRoot(img *sandboxImage) error {
+	defer s.agentEnd.Close() // release may close it too: Close is safe to repeat
+	cfg := &s.cfg
+	var layers []int
+	if img != nil {
+		cfg.Env = img.env(cfg.Env)
+		var mounts bool
+		var err error
+		if layers, mounts, err = layerFiles(img, s.agent.Process.Pid); err != nil {
+			return err
+		}
+		defer closeFDs(layers)
+		cfg.Image = &agentproto.ImageRoot{Layers: len(layers), Mounts: mounts}
+		s.layerIDs = nil
+		for _, fd := range layers {
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				return fmt.Errorf("local: image %s: %w", img.ref, err)
+			}
+			s.layerIDs = append(s.layerIDs, fileID{uint64(st.Dev), st.Ino})
+		}
+		if !mounts {
+			// Directories of the caller's: the agent, the caller's uid
+			// too, binds them by path (a descriptor's mount is of the
+			// host's mount namespace, which a bind may not take from).
+			for i := len(img.im.Layers) - 1; i >= 0; i-- {
+				cfg.Image.Dirs = append(cfg.Image.Dirs, img.im.Layers[i].Dir)
+			}
+			closeFDs(layers)
+			layers = nil
+		}
+	}
+	if err := s.configure(cfg, layers); err != nil {
+		return err
+	}
+	if img != nil {
+		s.setImage(img)
+		s.limits = append(s.limits, fmt.Sprintf("root: image %s (%s), its layers read-only under a writable layer in the sandbox's disk", img.ref, shortImageID(img.im.ID)))
+	}
+	return nil
+}
+
+func shortImageID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
 }
 
 // undo is what a failed start takes back, in the order it was done.
@@ -186,6 +264,7 @@ func (s *sandbox) prepare(cfg *agentproto.Config, undo *undo) (*syscall.SysProcA
 			return nil, fmt.Errorf("local: %w", err)
 		}
 		cfg.Staging = staging
+		s.staging = staging
 		cfg.Dir = WorkDir
 		s.workDir = WorkDir
 	} else {
@@ -295,9 +374,13 @@ func (s *sandbox) watch() {
 
 // configure hands the agent its configuration and waits for it to be
 // ready: the configuration handshake (see agentproto).
-func (s *sandbox) configure(cfg *agentproto.Config) error {
+func (s *sandbox) configure(cfg *agentproto.Config, layers []int) error {
 	b, _ := json.Marshal(cfg)
-	if _, err := s.ctl.Write(b); err != nil {
+	var oob []byte
+	if len(layers) > 0 {
+		oob = unix.UnixRights(layers...)
+	}
+	if _, _, err := s.ctl.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("local: configure sandbox agent: %w", err)
 	}
 	buf := make([]byte, 1<<16)

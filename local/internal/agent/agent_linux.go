@@ -52,6 +52,11 @@ type agent struct {
 	// isolated sandbox has none.
 	pts    int
 	ptsErr error
+	// confined and spawnErr are what starting the spawner reported, where
+	// it was started ahead of the root (an image sandbox started ahead
+	// of demand).
+	confined []string
+	spawnErr error
 }
 
 func runAgent() int {
@@ -73,14 +78,34 @@ func runAgent() int {
 	uc := ctl.(*net.UnixConn)
 	a := &agent{waiters: map[int]chan int{}, ctl: uc, pts: -1}
 	buf := make([]byte, 1<<16)
-	n, _, _, _, err := uc.ReadMsgUnix(buf, nil)
+	layers, err := readConfig(uc, buf, &a.cfg)
 	if err != nil {
 		return 3
 	}
-	if err := json.Unmarshal(buf[:n], &a.cfg); err != nil {
-		return 3
+	var pre *preparedRoot
+	if img := a.cfg.Image; err == nil && a.cfg.Isolate && img != nil && img.Later {
+		// Started ahead of demand: prepare what needs no image, then
+		// wait for the image.
+		if pre, err = prepareRoot(&a.cfg); err == nil {
+			// The spawner too: it forks nothing before the root is
+			// built, and the pivot moves its root with the agent's.
+			a.confined, a.spawnErr = a.startSpawner(a.cfg.Isolate && a.cfg.Confine)
+			var later agentproto.Config
+			if layers, err = readConfig(uc, buf, &later); err != nil {
+				return 3
+			}
+			if later.Image == nil {
+				err = errors.New("the second configuration names no image")
+			} else {
+				a.cfg.Image, a.cfg.Env = later.Image, later.Env
+			}
+		}
 	}
-	enforced, err := a.setup()
+	var enforced []string
+	if err == nil {
+		enforced, err = a.setup(pre, layers)
+	}
+	closeAll(layers)
 	if err == nil && a.cfg.Separate {
 		// Keep the agent's /proc entries its own: those of a process that
 		// is not dumpable (as credential changes during setup leave it)
@@ -127,7 +152,35 @@ func closeInherited() error {
 	return nil
 }
 
-func (a *agent) setup() (enforced []string, err error) {
+// readConfig reads a Config from the control socket, with the
+// descriptors that came with it (an image root's layers).
+func readConfig(uc *net.UnixConn, buf []byte, cfg *agentproto.Config) ([]int, error) {
+	oob := make([]byte, unix.CmsgSpace(4*agentproto.MaxImageLayers))
+	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := agentproto.ParseRights(oob[:oobn])
+	if err != nil {
+		closeAll(fds)
+		return nil, err
+	}
+	if err := json.Unmarshal(buf[:n], cfg); err != nil {
+		closeAll(fds)
+		return nil, err
+	}
+	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// setup builds the sandbox (layers are an image root's layers, see
+// agentproto.ImageRoot) and starts the spawner.
+func (a *agent) setup(pre *preparedRoot, layers []int) (enforced []string, err error) {
 	cfg := &a.cfg
 	// Take over reaping before anything is started: the agent is the
 	// sandbox's pid 1, so orphans are ours to reap too.
@@ -136,9 +189,15 @@ func (a *agent) setup() (enforced []string, err error) {
 	go a.reap(sigc)
 
 	if cfg.Isolate {
-		if a.ptsErr, err = buildRoot(cfg); err != nil {
+		if pre == nil {
+			if pre, err = prepareRoot(cfg); err != nil {
+				return nil, err
+			}
+		}
+		if err := finishRoot(cfg, pre, layers); err != nil {
 			return nil, err
 		}
+		a.ptsErr = pre.ptsErr
 		a.openPTYDir()
 		if a.ptsErr != nil {
 			enforced = append(enforced, fmt.Sprintf("terminals: none (%v)", a.ptsErr))
@@ -207,7 +266,10 @@ func (a *agent) setup() (enforced []string, err error) {
 		a.env = append(a.env, k+"="+v)
 	}
 	sort.Strings(a.env)
-	confined, err := a.startSpawner(cfg.Isolate && cfg.Confine)
+	confined, err := a.confined, a.spawnErr
+	if a.spawn == nil {
+		confined, err = a.startSpawner(cfg.Isolate && cfg.Confine)
+	}
 	return append(enforced, confined...), err
 }
 

@@ -31,77 +31,240 @@ var systemDirs = []string{"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32
 
 var devFiles = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
-// buildRoot makes the sandbox's root file system on the empty staging
-// directory and pivots into it. It runs in the agent, as root of the
-// sandbox's user namespace, inside its private mount namespace: nothing it
-// mounts is visible to the host. ptsErr says why the sandbox has no
-// pseudo-terminals, where its devpts could not be mounted (a sandbox
+// The sandbox's root file system is built on the empty staging
+// directory (prepareRoot, then finishRoot), and the agent pivots into it.
+// It runs in the agent, as root of the sandbox's user namespace, inside
+// its private mount namespace: nothing it mounts is visible to the host.
+
+// preparedRoot is what prepareRoot made. ptsErr says why the sandbox has
+// no pseudo-terminals, where its devpts could not be mounted (a sandbox
 // without terminals still runs commands).
-func buildRoot(cfg *agentproto.Config) (ptsErr, err error) {
+type preparedRoot struct {
+	ptsErr error
+}
+
+// prepareRoot does the part of building the root that needs no image:
+// the staging directory gets a private tmpfs of cfg.DiskSize bytes, which
+// holds everything the sandbox writes. With the host's system, that tmpfs
+// is the root itself, writable like a container's root (programs create
+// /app and the like), with the host's system bound into it read-only.
+// With an image (whose layers may come later: agentproto.ImageRoot.Later),
+// it holds the overlay's writable layer, and /dev and /proc are made in it
+// ready to be moved into the overlay.
+func prepareRoot(cfg *agentproto.Config) (*preparedRoot, error) {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return nil, fmt.Errorf("make mounts private: %w", err)
 	}
-	// The root itself is a private tmpfs of cfg.DiskSize bytes, writable
-	// like a container's root (programs create /app and the like); the
-	// host's system is bound into it read-only.
-	root := cfg.Staging
-	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755,uid=0,gid=0", cfg.DiskSize)); err != nil {
+	staging := cfg.Staging
+	if err := unix.Mount("tmpfs", staging, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755,uid=0,gid=0", cfg.DiskSize)); err != nil {
 		return nil, fmt.Errorf("mount root tmpfs: %w", err)
 	}
-	in := func(p string) string { return filepath.Join(root, p) }
-
-	for _, d := range systemDirs {
-		if err := mirror("/"+d, in(d)); err != nil {
+	pre := &preparedRoot{}
+	if cfg.Image == nil {
+		return pre, nil
+	}
+	in := func(p string) string { return filepath.Join(staging, p) }
+	for _, d := range []string{"dev", "proc", "shm"} {
+		if err := os.Mkdir(in(d), 0o755); err != nil {
 			return nil, err
 		}
 	}
-
-	// /etc: allowlisted host entries plus generated identity files.
-	if err := os.Mkdir(in("etc"), 0o755); err != nil {
-		return nil, err
-	}
-	for _, pattern := range etcAllow {
-		matches, _ := filepath.Glob("/etc/" + pattern)
-		for _, m := range matches {
-			if err := mirrorEtc(m, in(m)); err != nil {
-				return nil, err
-			}
+	if cfg.Separate {
+		if err := unix.Lchown(in("shm"), 0, 0); err != nil {
+			return nil, err
 		}
 	}
+	var err error
+	if pre.ptsErr, err = buildDev(cfg, in("dev"), in("shm")); err != nil {
+		return nil, err
+	}
+	if err := buildProc(in("proc")); err != nil {
+		return nil, err
+	}
+	return pre, nil
+}
+
+// finishRoot builds the rest of the root on what prepareRoot made, and
+// pivots into it.
+func finishRoot(cfg *agentproto.Config, pre *preparedRoot, layers []int) (err error) {
+	staging := cfg.Staging
+	root := staging
+	// own gives what the agent creates in an image's tree to the
+	// sandbox's root, as it goes (chownTree would copy the whole image up
+	// into the writable layer).
+	own := func(p string) error {
+		if cfg.Image == nil || !cfg.Separate {
+			return nil
+		}
+		if err := unix.Lchown(p, 0, 0); err != nil {
+			return fmt.Errorf("chown %s: %w", strings.TrimPrefix(p, staging), err)
+		}
+		return nil
+	}
+	if cfg.Image != nil {
+		if root, err = mountImage(cfg, staging, layers); err != nil {
+			return err
+		}
+	}
+
+	in := func(p string) string { return filepath.Join(root, p) }
+	// realDir makes sure root/name (one component) is a directory of the
+	// image's own, not a link that would lead the agent's mounts and
+	// writes out of the image (it still sees the host here).
+	realDir := func(name string, mode os.FileMode) error {
+		p := in(name)
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+			return nil
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+		if err := os.Mkdir(p, mode); err != nil {
+			return err
+		}
+		return own(p)
+	}
+
 	hostname := cfg.Hostname
 	generated := map[string]string{
-		"passwd":   "root:x:0:0:root:" + cfg.WorkDir + ":/bin/sh\nsandbox-agent:x:1:1:the sandbox's agent:/:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-		"group":    "root:x:0:\nsandbox-agent:x:1:\nnogroup:x:65534:\n",
 		"hostname": hostname + "\n",
 		"hosts":    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n",
 	}
-	for name, content := range generated {
-		if err := os.WriteFile(in("etc/"+name), []byte(content), 0o644); err != nil {
-			return nil, err
+	if cfg.Image == nil {
+		for _, d := range systemDirs {
+			if err := mirror("/"+d, in(d)); err != nil {
+				return err
+			}
+		}
+		// /etc: allowlisted host entries plus generated identity files.
+		if err := os.Mkdir(in("etc"), 0o755); err != nil {
+			return err
+		}
+		for _, pattern := range etcAllow {
+			matches, _ := filepath.Glob("/etc/" + pattern)
+			for _, m := range matches {
+				if err := mirrorEtc(m, in(m)); err != nil {
+					return err
+				}
+			}
+		}
+		generated["passwd"] = "root:x:0:0:root:" + cfg.WorkDir + ":/bin/sh\nsandbox-agent:x:1:1:the sandbox's agent:/:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+		generated["group"] = "root:x:0:\nsandbox-agent:x:1:\nnogroup:x:65534:\n"
+	} else {
+		// The image's /etc is the image's own (its users, its
+		// configuration); the sandbox's identity files replace the
+		// image's, as container runtimes do.
+		if err := realDir("etc", 0o755); err != nil {
+			return err
+		}
+		if cfg.Network {
+			if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+				generated["resolv.conf"] = string(b)
+			}
 		}
 	}
-	if cfg.Network {
+	for name, content := range generated {
+		p := in("etc/" + name)
+		if cfg.Image != nil {
+			if err := os.RemoveAll(p); err != nil { // whatever the image had there, links included
+				return err
+			}
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(content)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = own(p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if cfg.Network && cfg.Image == nil {
 		if err := mirror("/etc/resolv.conf", in("etc/resolv.conf")); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
-	// /dev: a tmpfs with the harmless devices bound in.
-	if err := os.Mkdir(in("dev"), 0o755); err != nil {
-		return nil, err
+	if cfg.Image == nil {
+		for _, d := range []string{"dev", "proc", "tmp", ".shm"} {
+			if err := os.Mkdir(in(d), 0o755); err != nil {
+				return err
+			}
+		}
+		if pre.ptsErr, err = buildDev(cfg, in("dev"), in(".shm")); err != nil {
+			return err
+		}
+		if err := buildProc(in("proc")); err != nil {
+			return err
+		}
+	} else {
+		// /dev and /proc, made by prepareRoot, move into the image.
+		for _, d := range []string{"dev", "proc", "tmp", strings.Trim(cfg.WorkDir, "/")} {
+			if err := realDir(d, 0o755); err != nil {
+				return err
+			}
+		}
+		for _, d := range []string{"dev", "proc"} {
+			if err := unix.Mount(filepath.Join(staging, d), in(d), "", unix.MS_MOVE, ""); err != nil {
+				return fmt.Errorf("move /%s into the image root: %w", d, err)
+			}
+		}
 	}
-	if err := unix.Mount("tmpfs", in("dev"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755,uid=0,gid=0"); err != nil {
+
+	// Writable: /tmp and the work dir are directories of the root file
+	// system, so the sandbox has one disk quota for all it writes (past it,
+	// writes fail with ENOSPC inside). unix.Chmod: os.Chmod takes the
+	// sticky bit as os.ModeSticky only.
+	if err := unix.Chmod(in("tmp"), 0o1777); err != nil { // past the umask
+		return err
+	}
+	if err := os.MkdirAll(in(cfg.WorkDir), 0o755); err != nil {
+		return err
+	}
+
+	// What the agent made is the sandbox's root's, not the agent's own
+	// (where the agent runs as a uid of its own).
+	if cfg.Separate && cfg.Image == nil {
+		if err := chownTree(root); err != nil {
+			return err
+		}
+	}
+
+	// Enter the new root; the host's tree is detached and unreachable.
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach host root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// buildDev makes dev (an empty directory) the sandbox's /dev: a tmpfs
+// with the harmless devices bound in, a devpts instance of its own, and
+// shm (a directory of the sandbox's disk) as /dev/shm.
+func buildDev(cfg *agentproto.Config, dev, shm string) (ptsErr, err error) {
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,mode=0755,uid=0,gid=0"); err != nil {
 		return nil, fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, d := range devFiles {
-		if err := bindFile("/dev/"+d, in("dev/"+d), false); err != nil {
+		if err := bindFile("/dev/"+d, filepath.Join(dev, d), false); err != nil {
 			return nil, err
 		}
 	}
 	// GPUs, when asked for: the NVIDIA device nodes (the driver's
 	// libraries come with /usr).
-	for _, dev := range cfg.GPUs {
-		if err := bindFile(dev, in(dev), false); err != nil {
+	for _, d := range cfg.GPUs {
+		if err := bindFile(d, filepath.Join(dev, strings.TrimPrefix(d, "/dev/")), false); err != nil {
 			return nil, fmt.Errorf("bind GPU device: %w", err)
 		}
 	}
@@ -109,67 +272,33 @@ func buildRoot(cfg *agentproto.Config) (ptsErr, err error) {
 	// its terminals are numbered from 0 and neither the host's nor another
 	// sandbox's are visible or reachable; /dev/ptmx is its ptmx. New
 	// terminals belong to the sandbox's root (uid=, gid=).
-	ptsErr = mountDevpts(in("dev"))
+	ptsErr = mountDevpts(dev)
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
-		if err := os.Symlink(target, in("dev/"+name)); err != nil {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
 			return nil, err
 		}
 	}
 	// /dev/shm is a directory of the root file system, bound in, so that
 	// shared memory counts against the same quota as every other file.
-	if err := os.Mkdir(in("dev/shm"), 0o1777); err != nil {
+	if err := os.Mkdir(filepath.Join(dev, "shm"), 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(in(".shm"), 0o1777); err != nil {
+	if err := unix.Chmod(shm, 0o1777); err != nil {
 		return nil, err
 	}
-	if err := unix.Mount(in(".shm"), in("dev/shm"), "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(shm, filepath.Join(dev, "shm"), "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind /dev/shm: %w", err)
 	}
+	return ptsErr, nil
+}
 
-	// A /proc of the sandbox's own pid namespace.
-	if err := os.Mkdir(in("proc"), 0o555); err != nil {
-		return nil, err
+// buildProc mounts a /proc of the sandbox's own pid namespace on dir, its
+// host parts masked.
+func buildProc(dir string) error {
+	if err := unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
 	}
-	if err := unix.Mount("proc", in("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return nil, fmt.Errorf("mount /proc: %w", err)
-	}
-	if err := maskProc(in("proc")); err != nil {
-		return nil, err
-	}
-
-	// Writable: /tmp and the work dir are directories of the root file
-	// system, so the sandbox has one disk quota for all it writes (past it,
-	// writes fail with ENOSPC inside).
-	if err := os.Mkdir(in("tmp"), 0o1777); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(in("tmp"), 0o1777); err != nil { // past the umask
-		return nil, err
-	}
-	if err := os.MkdirAll(in(cfg.WorkDir), 0o755); err != nil {
-		return nil, err
-	}
-
-	// What the agent made is the sandbox's root's, not the agent's own
-	// (where the agent runs as a uid of its own).
-	if cfg.Separate {
-		if err := chownTree(root); err != nil {
-			return nil, err
-		}
-	}
-
-	// Enter the new root; the host's tree is detached and unreachable.
-	if err := unix.Chdir(root); err != nil {
-		return nil, err
-	}
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return nil, fmt.Errorf("pivot_root: %w", err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return nil, fmt.Errorf("detach host root: %w", err)
-	}
-	return ptsErr, unix.Chdir("/")
+	return maskProc(dir)
 }
 
 // mountDevpts mounts a new devpts instance on dev/pts and makes dev/ptmx

@@ -62,6 +62,10 @@ const (
 // serves them.
 const ProxyAddr = "127.0.0.1:3128"
 
+// MaxImageLayers bounds the layers of an image root (overlayfs takes at
+// most 500 lower layers, one message at most 253 descriptors).
+const MaxImageLayers = 128
+
 // MaxMessage bounds one protocol message (a Request holds argv and env).
 const MaxMessage = 8 << 20
 
@@ -83,6 +87,31 @@ type Config struct {
 	// (a host uid of its own), sandboxed code as uid 0, so that code cannot
 	// reach the agent's process attributes (oom_score_adj, rlimits).
 	Separate bool `json:"separate,omitempty"`
+	// Image, when set, makes the root an OCI image's instead of the
+	// host's system: see ImageRoot.
+	Image *ImageRoot `json:"image,omitempty"`
+}
+
+// ImageRoot describes an image root. The image's layers come as
+// descriptors with the Config message (SCM_RIGHTS), top layer first: the
+// read-only lower layers of an overlay whose writable layer lives in the
+// sandbox's own disk (the tmpfs of DiskSize bytes). With Mounts they are
+// detached mounts (open_tree), idmapped by the host to the sandbox's user
+// namespace, for the agent to attach; otherwise Dirs names directories
+// the agent binds as they are (their owner is already the sandbox's root).
+//
+// With Later, the sandbox is started ahead of demand, before anyone names
+// an image: the agent prepares what needs no image, then waits for a
+// second Config, whose Image and Env it takes, with the layers.
+type ImageRoot struct {
+	Layers int  `json:"layers"`
+	Mounts bool `json:"mounts,omitempty"`
+	Later  bool `json:"later,omitempty"`
+	// Dirs, without Mounts, are the layers' directories (top first) for
+	// the agent to bind, instead of descriptors: where the agent runs as
+	// the caller's uid, it can reach them, and a bind may not take a
+	// descriptor's mount from the host's mount namespace.
+	Dirs []string `json:"dirs,omitempty"`
 }
 
 // Limits are the rlimits of sandboxed processes; 0 leaves one as it is.
