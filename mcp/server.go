@@ -61,14 +61,13 @@ const destroyTimeout = 30 * time.Second
 
 // Sandboxes is where a Server gets its sessions' sandboxes from and gives
 // them back to. The default is the Compute given to NewServer; a front end
-// that accounts for sandboxes (a server with limits and tenants) or knows
-// images (Modal) brings its own.
+// that accounts for sandboxes (a server with limits and tenants) brings its
+// own.
 type Sandboxes interface {
-	// Create creates a sandbox with opts. image, when not empty, is what
-	// create_sandbox's image argument names; an implementation without
-	// images returns an error matching compute.ErrUnsupported, whose
-	// message the model sees.
-	Create(ctx context.Context, opts *compute.CreateOptions, image string) (*compute.Sandbox, error)
+	// Create creates a sandbox with opts; opts.Image is Options.Create's
+	// image or the one create_sandbox names. An error's message is what
+	// the model sees.
+	Create(ctx context.Context, opts *compute.CreateOptions) (*compute.Sandbox, error)
 	// Destroy destroys a sandbox Create returned. A sandbox that is
 	// already gone is no error.
 	Destroy(ctx context.Context, sb *compute.Sandbox) error
@@ -90,6 +89,14 @@ type Options struct {
 	// (create_sandbox's network: true). Without it, that is refused; the
 	// default sandbox's network is Create's either way.
 	AllowNetwork bool
+	// AllowImages lets the model name a sandbox's image (create_sandbox's
+	// image), a registry reference the provider fetches: on local, with
+	// this machine's network, disk and registry credentials, so a model
+	// could also make this machine contact any host it names. Without it,
+	// create_sandbox takes no image but Create's. Images among this
+	// machine's files ("oci:", "docker-archive:") are never the model's to
+	// name; Create.Image may be one.
+	AllowImages bool
 	// RunTimeout bounds every run_code cell (the cell is interrupted and
 	// its interpreter keeps its state) and every run_command without
 	// timeout_seconds. Zero means DefaultRunTimeout; negative, no limit
@@ -346,13 +353,10 @@ func (s *Server) callContext(ctx context.Context) (context.Context, context.Canc
 	}
 }
 
-// computeSandboxes are the sandboxes of a Compute, without images.
+// computeSandboxes are the sandboxes of a Compute.
 type computeSandboxes struct{ c *compute.Compute }
 
-func (cs computeSandboxes) Create(ctx context.Context, opts *compute.CreateOptions, image string) (*compute.Sandbox, error) {
-	if image != "" {
-		return nil, errNoImages
-	}
+func (cs computeSandboxes) Create(ctx context.Context, opts *compute.CreateOptions) (*compute.Sandbox, error) {
 	return cs.c.Create(ctx, opts)
 }
 
@@ -363,9 +367,6 @@ func (computeSandboxes) Destroy(ctx context.Context, sb *compute.Sandbox) error 
 	}
 	return err
 }
-
-// errNoImages is create_sandbox's answer to an image where there are none.
-var errNoImages error = &unsupported{"this server's provider does not choose images per sandbox: create the sandbox without image"}
 
 // unsupported is an error message matching compute.ErrUnsupported.
 type unsupported struct{ msg string }

@@ -82,7 +82,7 @@ func (st *session) box(ctx context.Context, id string) (*box, error) {
 	if b != nil {
 		return b, nil
 	}
-	b, err := st.create(ctx, *st.s.opts.Create, "")
+	b, err := st.create(ctx, *st.s.opts.Create)
 	if err != nil {
 		return nil, fmt.Errorf("creating this session's default sandbox: %w", err)
 	}
@@ -107,18 +107,18 @@ func (st *session) unknown(id string) error {
 }
 
 // create creates a sandbox for the session.
-func (st *session) create(ctx context.Context, opts compute.CreateOptions, image string) (*box, error) {
+func (st *session) create(ctx context.Context, opts compute.CreateOptions) (*box, error) {
 	st.mu.Lock()
 	ended := st.ended
 	st.mu.Unlock()
 	if ended {
 		return nil, errEnded
 	}
-	sb, err := st.s.sbx.Create(ctx, &opts, image)
+	sb, err := st.s.sbx.Create(ctx, &opts)
 	if err != nil {
 		return nil, err
 	}
-	b := &box{sb: sb, created: time.Now(), image: image, network: opts.Network, timeout: opts.Timeout, contexts: map[compute.Runtime]*compute.CodeContext{}}
+	b := &box{sb: sb, created: time.Now(), image: opts.Image, network: opts.Network, timeout: opts.Timeout, contexts: map[compute.Runtime]*compute.CodeContext{}}
 	st.mu.Lock()
 	if st.ended {
 		st.mu.Unlock()

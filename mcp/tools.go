@@ -581,7 +581,7 @@ func (s *Server) listFiles(ctx context.Context, st *session, in listFilesIn) (*s
 type createSandboxIn struct {
 	TimeoutSeconds float64 `json:"timeout_seconds,omitempty" jsonschema:"the sandbox's lifetime in seconds, after which it is destroyed; default: the server's"`
 	Network        *bool   `json:"network,omitempty" jsonschema:"true gives the sandbox network access (if this server allows it); false or omitted: the server's default (usually none)"`
-	Image          string  `json:"image,omitempty" jsonschema:"the container image to create it from (python:3.13-slim); only for providers with images"`
+	Image          string  `json:"image,omitempty" jsonschema:"the OCI image to create it from, as a registry reference (python:3.13-slim, ghcr.io/org/img:tag), if this server allows it; omitted: the server's default image"`
 }
 
 type createSandboxOut struct {
@@ -607,13 +607,33 @@ func (s *Server) createSandbox(ctx context.Context, st *session, in createSandbo
 			opts.Network, opts.NetworkAllow = compute.NetworkNone, nil
 		}
 	}
-	b, err := st.create(ctx, opts, in.Image)
+	if in.Image != "" && in.Image != opts.Image {
+		switch {
+		case isLocalImage(in.Image):
+			return nil, out, fmt.Errorf("image %q names files on the server's machine, which are not the model's to choose: name a registry image (python:3.13-slim) or omit image", in.Image)
+		case !s.opts.AllowImages:
+			return nil, out, errors.New("this server does not let the model choose images (its operator can allow it: compute mcp --allow-images, compute serve --allow-images); create the sandbox without image")
+		}
+		opts.Image = in.Image
+	}
+	b, err := st.create(ctx, opts)
 	if err != nil {
 		return nil, out, fmt.Errorf("creating a sandbox: %w", err)
 	}
 	out.SandboxID = b.sb.ID()
 	return text(fmt.Sprintf("created sandbox %s (%s, lifetime %v). Pass sandbox_id %q to the other tools to use it; it is destroyed by destroy_sandbox or when this session ends.",
 		out.SandboxID, networkText(b.network), b.timeout, out.SandboxID)), out, nil
+}
+
+// isLocalImage reports whether an image reference names files on this
+// machine rather than a registry.
+func isLocalImage(image string) bool {
+	for _, prefix := range []string{"oci:", "oci-archive:", "docker-archive:"} {
+		if strings.HasPrefix(image, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func networkText(n compute.Network) string {

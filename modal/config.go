@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/computesdk-go/compute/driver"
@@ -64,7 +65,7 @@ type Config struct {
 	App string
 	// PythonImage and NodeImage are the images for each runtime, as
 	// registry tags; empty means DefaultPythonImage and DefaultNodeImage.
-	// SandboxOptions.Image overrides both.
+	// SandboxOptions.Image and CreateOptions.Image override both.
 	PythonImage, NodeImage string
 	// Tags are added to every sandbox, and List returns only the sandboxes
 	// of App that have all of them (and the provider's own tag).
@@ -96,14 +97,18 @@ type Config struct {
 // means Modal's defaults. Give them for every sandbox with Config.Sandbox,
 // or for the sandboxes of one derived provider with Provider.With; the
 // generic driver.CreateOptions of a Create (Timeout, Env, Dir, GPU,
-// Network, NetworkAllow) take precedence over them.
+// Network, NetworkAllow, Image) take precedence over them.
 type SandboxOptions struct {
-	// Image is the sandbox's image: a registry tag ("python:3.13-slim",
-	// "ghcr.io/org/img:v1") or the id of an image Modal already has
-	// ("im-...", such as one Sandbox.Snapshot returned). Empty means the
-	// runtime's image (Config.PythonImage or Config.NodeImage). Each image
-	// is built once per provider. The image needs /bin/sh: commands are
-	// started through it.
+	// Image is the sandbox's image: a registry reference
+	// ("python:3.13-slim", "ghcr.io/org/img:v1", "name@sha256:...") or the
+	// id of an image Modal already has ("im-...", such as one
+	// Sandbox.Snapshot returned). Empty means the runtime's image
+	// (Config.PythonImage or Config.NodeImage); a Create's
+	// CreateOptions.Image, the same for every provider, overrides it. Each
+	// image is built once per provider. The image needs /bin/sh: commands
+	// are started through it. Modal builds images from registries only:
+	// "oci:" layouts and "docker-archive:" files are refused (push them to
+	// a registry first).
 	Image string
 	// GPU requests GPUs, as Modal writes them: "T4", "A10G", "L4",
 	// "A100", "A100-80GB:2", "H100:8". A GPU sandbox is one of Modal's V1
@@ -242,6 +247,12 @@ func (p *Provider) createParams(opts *driver.CreateOptions) (*modalsdk.SandboxCr
 	if rt == "" {
 		rt = cfg.Runtime
 	}
+	if opts.Image != "" {
+		o.Image = opts.Image
+	}
+	if err := checkImage(o.Image); err != nil {
+		return nil, nil, err
+	}
 	if o.Image == "" {
 		switch rt {
 		case driver.Node:
@@ -368,6 +379,18 @@ func (p *Provider) createParams(opts *driver.CreateOptions) (*modalsdk.SandboxCr
 		params.OutboundDomainAllowlist = &modalsdk.Allowlist{Entries: o.OutboundDomains}
 	}
 	return params, m, nil
+}
+
+// checkImage refuses the image sources Modal cannot build from: Modal
+// pulls registry references itself, so files on this machine ("oci:DIR",
+// "docker-archive:FILE") never reach it.
+func checkImage(ref string) error {
+	for _, prefix := range []string{"oci:", "oci-archive:", "docker-archive:"} {
+		if strings.HasPrefix(ref, prefix) {
+			return fmt.Errorf("modal: image %q is a local %s source, and Modal builds images only from registry references: push it to a registry Modal can reach (for example with crane push) and pass that reference: %w", ref, strings.TrimSuffix(prefix, ":"), driver.ErrUnsupported)
+		}
+	}
+	return nil
 }
 
 // limits describes, for Info, what the sandbox was given.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -38,6 +37,7 @@ func (s *Server) initMCP() {
 	s.mcp.srv = mcp.NewServer(nil, &mcp.Options{
 		Sandboxes:    registrySandboxes{s},
 		AllowNetwork: s.opts.AllowNetwork && s.authenticated(),
+		AllowImages:  s.opts.AllowImages,
 		Logger:       s.log,
 	})
 	h := s.mcp.srv.Handler()
@@ -69,10 +69,7 @@ func (s *Server) handleMCP(w http.ResponseWriter, r *http.Request) error {
 // registry, for the caller that opened the session.
 type registrySandboxes struct{ s *Server }
 
-func (rs registrySandboxes) Create(ctx context.Context, opts *compute.CreateOptions, image string) (*compute.Sandbox, error) {
-	if image != "" {
-		return nil, fmt.Errorf("this server does not choose images per sandbox; create the sandbox without image: %w", compute.ErrUnsupported)
-	}
+func (rs registrySandboxes) Create(ctx context.Context, opts *compute.CreateOptions) (*compute.Sandbox, error) {
 	e, err := rs.s.create(ctx, opts)
 	if err != nil {
 		return nil, err

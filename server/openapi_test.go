@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -96,6 +97,50 @@ func TestOpenAPI(t *testing.T) {
 	if wire.MaxTerminalSize != compute.MaxTerminalSize {
 		t.Errorf("wire.MaxTerminalSize %d, compute.MaxTerminalSize %d; want them equal", wire.MaxTerminalSize, compute.MaxTerminalSize)
 	}
+	// A create's fields are wire.CreateRequest's, and the seed's create
+	// options are seedCreateOptions'.
+	for name, typ := range map[string]reflect.Type{"CreateRequest": reflect.TypeFor[wire.CreateRequest]()} {
+		var props, fields []string
+		for p := range doc.Components.Schemas[name].Properties {
+			props = append(props, p)
+		}
+		for f := range typ.Fields() {
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			fields = append(fields, tag)
+		}
+		slices.Sort(props)
+		slices.Sort(fields)
+		if !slices.Equal(props, fields) {
+			t.Errorf("%s properties %q; want %q", name, props, fields)
+		}
+	}
+	var seed struct {
+		Components struct {
+			Schemas struct {
+				SeedRequest struct {
+					Properties struct {
+						Options struct {
+							Properties map[string]json.RawMessage `json:"properties"`
+						} `json:"options"`
+					} `json:"properties"`
+				} `json:"SeedRequest"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	json.Unmarshal(file, &seed)
+	var seedProps, seedFields []string
+	for p := range seed.Components.Schemas.SeedRequest.Properties.Options.Properties {
+		seedProps = append(seedProps, p)
+	}
+	for f := range reflect.TypeFor[seedCreateOptions]().Fields() {
+		seedFields = append(seedFields, f.Tag.Get("json"))
+	}
+	slices.Sort(seedProps)
+	slices.Sort(seedFields)
+	if !slices.Equal(seedProps, seedFields) {
+		t.Errorf("SeedRequest.options properties %q; want %q", seedProps, seedFields)
+	}
+
 	// The MIME types of a result are the JSON names of wire.MIMEBundle.
 	var mimes []string
 	for name := range doc.Components.Schemas["MIMEBundle"].Properties {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,9 @@ func (s *Server) create(ctx context.Context, opts *compute.CreateOptions) (*entr
 	case opts.Network == compute.NetworkDefault && (!s.opts.AllowNetwork || !s.authenticated()):
 		opts.Network = compute.NetworkNone
 	}
+	if err := s.checkImage(opts.Image); err != nil {
+		return nil, err
+	}
 	caller := callerOf(ctx)
 	if err := s.reserve(ctx); err != nil {
 		return nil, err
@@ -104,6 +108,38 @@ func (s *Server) create(ctx context.Context, opts *compute.CreateOptions) (*entr
 	s.sandboxes[sb.ID()] = e
 	s.mu.Unlock()
 	return e, nil
+}
+
+// checkImage applies the server's image rules (Options.AllowImages,
+// AllowLocalImages) to a create's image.
+func (s *Server) checkImage(image string) error {
+	if image == "" {
+		return nil
+	}
+	if !s.opts.AllowImages {
+		return errorf(wire.CodeForbidden, "this server does not let clients choose images (its operator can allow it: compute serve --allow-images, server.Options.AllowImages); create the sandbox without an image")
+	}
+	if !isLocalImage(image) {
+		return nil
+	}
+	if !s.opts.AllowLocalImages {
+		return errorf(wire.CodeForbidden, "image %q names files on the server's machine, which this server does not read for clients (its operator can allow it: compute serve --allow-local-images, server.Options.AllowLocalImages); push the image to a registry and name it by reference", image)
+	}
+	if !s.authenticated() {
+		return errorf(wire.CodeForbidden, "this server has no token, so it reads no image from its machine's files for clients: every local user could read the server user's files that way. Its operator must set a token (compute serve --token or $COMPUTE_TOKEN) to allow local images")
+	}
+	return nil
+}
+
+// isLocalImage reports whether an image reference names files on this
+// machine rather than a registry.
+func isLocalImage(image string) bool {
+	for _, prefix := range []string{"oci:", "oci-archive:", "docker-archive:"} {
+		if strings.HasPrefix(image, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // reserve takes a slot for one more sandbox, or refuses with 429.

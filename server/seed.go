@@ -56,6 +56,10 @@ type seedCreateOptions struct {
 	// Timeout is the sandbox's lifetime in milliseconds.
 	Timeout   float64 `json:"timeout"`
 	SandboxID string  `json:"sandboxId"`
+	// Image is this server's addition (the TypeScript SDK's
+	// CreateSandboxOptions.image): the sandbox's image, under the same
+	// rules as the v1 API's.
+	Image string `json:"image"`
 }
 
 type seedCommandOptions struct {
@@ -239,6 +243,7 @@ func (s *Server) seedAction(ctx context.Context, req *seedRequest, action string
 				return nil, err
 			}
 			opts.Runtime = compute.Runtime(o.Runtime)
+			opts.Image = o.Image
 			if o.SandboxID != "" {
 				// Reconnect to a sandbox this server holds.
 				_, release, err := s.acquire(ctx, o.SandboxID)

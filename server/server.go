@@ -156,6 +156,22 @@ type Options struct {
 	// every sandbox is created with compute.NetworkNone and asking for
 	// more is refused with 403.
 	AllowNetwork bool
+	// AllowImages lets clients choose a sandbox's image ("image" in a
+	// create, create_sandbox's image over MCP). Fetching an image is done
+	// by the provider, on its side: the local provider pulls registry
+	// references with this machine's network, disk and registry
+	// credentials (the Docker config's), so a client could read every
+	// private image those credentials reach, fill the image cache, or make
+	// this machine contact any host. Without it a create naming an image
+	// is refused with 403 and sandboxes run the provider's default.
+	AllowImages bool
+	// AllowLocalImages also lets clients name images among this machine's
+	// files ("oci:DIR[:TAG]", "docker-archive:FILE"), which the server
+	// then reads with its own permissions: any layout or archive it can
+	// read becomes a client's sandbox. It needs AllowImages and a token
+	// (without one, every local user could read the server user's files
+	// this way); otherwise such images are refused with 403.
+	AllowLocalImages bool
 	// MaxPreAuthConnsPerClient caps the connections one client address
 	// (an IPv4 address, an IPv6 /64) holds open without having sent an
 	// authorized request; past it the oldest of them is closed. It and

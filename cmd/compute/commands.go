@@ -30,6 +30,7 @@ type commonFlags struct {
 	network   bool
 	isolation string
 	server    string
+	image     string
 
 	memoryBytes int64 // memory, parsed by validate
 }
@@ -43,7 +44,11 @@ func (c *commonFlags) add(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.network, "network", false, "give the sandbox the host's network (default: no network)")
 	fs.StringVar(&c.isolation, "isolation", string(local.IsolationNamespaces), `local provider: "none" runs the program as a plain host process, NOT isolated: trusted code only`)
 	fs.StringVar(&c.server, "server", "", "run the sandbox on the compute server at this URL (see compute serve), with the token in $COMPUTE_TOKEN")
+	fs.StringVar(&c.image, "image", "", imageFlagUsage)
 }
+
+// imageFlagUsage is the help of --image, the same for every command.
+const imageFlagUsage = `the sandbox's root filesystem, an OCI image: python:3.12-slim, ghcr.io/org/img:tag, name@sha256:..., oci:DIR[:TAG] or docker-archive:FILE (Modal takes registry references and its im- ids only). Default: the host's /usr on local, python:3.13-slim (node:22-slim for node) on Modal`
 
 func (c *commonFlags) validate() error {
 	if c.timeout < 0 {
@@ -136,7 +141,14 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 		}
 	}()
 
-	opts := &compute.CreateOptions{Network: compute.NetworkNone}
+	if err := a.pullWithProgress(ctx, p, cf.image); err != nil {
+		if ctx.Err() != nil {
+			a.errorf("interrupted")
+			return exitStatus(interruptCode(ctx))
+		}
+		return err
+	}
+	opts := &compute.CreateOptions{Network: compute.NetworkNone, Image: cf.image}
 	if cf.network {
 		opts.Network = compute.NetworkHost
 	} else if cf.isolation == string(local.IsolationNone) {

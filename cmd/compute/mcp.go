@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,13 +11,12 @@ import (
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/mcp"
-	"github.com/computesdk-go/compute/modal"
 )
 
 type mcpFlags struct {
-	common    commonFlags
-	image     string
-	maxOutput int
+	common      commonFlags
+	allowImages bool
+	maxOutput   int
 }
 
 func (a *app) mcpCommand() *cobra.Command {
@@ -39,7 +37,10 @@ create_sandbox, destroy_sandbox, list_sandboxes. Calls without
 sandbox_id use the session's default sandbox, created on first use.
 
 Sandboxes have no network unless --network is given (which also lets the
-agent ask for network in create_sandbox). --server URL uses a compute
+agent ask for network in create_sandbox). They run --image (an OCI image,
+on every provider) or the provider's default; the agent may name other
+registry images in create_sandbox only with --allow-images (an image is
+pulled with this machine's network and credentials on local). --server URL uses a compute
 server's sandboxes (token in $COMPUTE_TOKEN); "compute serve" also serves
 these tools itself, over HTTP at /mcp.`,
 		Example: `  # Register it with an MCP client (Claude Code, ...)
@@ -50,6 +51,9 @@ these tools itself, over HTTP at /mcp.`,
 
   # Sandboxes with network, 2 GiB of memory, living up to 4 hours
   compute mcp --network --memory 2g --lifetime 4h
+
+  # Sandboxes from an OCI image, and the agent may choose others
+  compute mcp --image python:3.12-slim --allow-images
 
   # On Modal, from an image of your own
   compute mcp --provider modal --image python:3.13-slim`,
@@ -68,7 +72,8 @@ these tools itself, over HTTP at /mcp.`,
 	fs.Float64Var(&c.cpus, "cpus", 0, "CPUs each sandbox may use, as 0.5 or 2; default: 1 on local")
 	fs.BoolVar(&c.network, "network", false, "give the sandboxes the host's network, and let the agent ask for it (default: no network)")
 	fs.StringVar(&c.isolation, "isolation", string(local.IsolationNamespaces), `local provider: "none" runs the agent's code as plain host processes, NOT isolated: trusted code only`)
-	fs.StringVar(&f.image, "image", "", "modal provider: the image of the sandboxes (python:3.13-slim), and the agent may name others in create_sandbox")
+	fs.StringVar(&c.image, "image", "", strings.Replace(imageFlagUsage, "the sandbox's", "the sandboxes'", 1))
+	fs.BoolVar(&f.allowImages, "allow-images", false, "let the agent name other registry images in create_sandbox (pulled with this machine's network, disk and registry credentials on local)")
 	fs.IntVar(&f.maxOutput, "max-output", mcp.DefaultMaxOutput, "most characters of text one tool call gives back to the agent (the middle of longer output is cut, with a note); -1: no cap")
 	return cmd
 }
@@ -81,10 +86,6 @@ func (a *app) serveMCP(ctx context.Context, f *mcpFlags) error {
 	switch {
 	case f.maxOutput == 0 || f.maxOutput < -1:
 		return usagef("--max-output must be positive, or -1 for no cap; got %d", f.maxOutput)
-	case f.image != "" && cf.server != "":
-		return usagef("--image: with --server, the server's provider chooses the images")
-	case f.image != "" && cf.provider != "modal":
-		return usagef("--image: the %s provider does not run images; --image goes with --provider modal", cf.provider)
 	}
 	if cf.isolation == string(local.IsolationNone) {
 		a.errorf("WARNING: --isolation none: the agent's code runs as plain processes on this machine, " +
@@ -100,7 +101,10 @@ func (a *app) serveMCP(ctx context.Context, f *mcpFlags) error {
 		}
 	}()
 
-	create := &compute.CreateOptions{Network: compute.NetworkNone, Timeout: cf.lifetime}
+	if err := a.pullWithProgress(ctx, p, cf.image); err != nil {
+		return err
+	}
+	create := &compute.CreateOptions{Network: compute.NetworkNone, Timeout: cf.lifetime, Image: cf.image}
 	if cf.network {
 		create.Network = compute.NetworkHost
 	} else if cf.isolation == string(local.IsolationNone) {
@@ -115,11 +119,9 @@ func (a *app) serveMCP(ctx context.Context, f *mcpFlags) error {
 		MaxOutput:    f.maxOutput,
 		Create:       create,
 		AllowNetwork: cf.network,
+		AllowImages:  f.allowImages,
 		RunTimeout:   runTimeout,
 		Logger:       slog.New(slog.NewTextHandler(a.stderr, nil)),
-	}
-	if mp, ok := p.(*modal.Provider); ok {
-		opts.Sandboxes = &modalImages{p: mp, c: c, image: f.image}
 	}
 	srv := mcp.NewServer(c, opts)
 	defer a.exitIfStuck(ctx, func() string { return " (the session's sandboxes may run until their lifetime ends)" })()
@@ -132,34 +134,6 @@ func (a *app) serveMCP(ctx context.Context, f *mcpFlags) error {
 		return exitStatus(interruptCode(ctx))
 	case err != nil:
 		return fmt.Errorf("mcp: %w", err)
-	}
-	return nil
-}
-
-// modalImages creates Modal sandboxes from the image create_sandbox names,
-// or --image, or the provider's default.
-type modalImages struct {
-	p     *modal.Provider
-	c     *compute.Compute
-	image string
-}
-
-func (m *modalImages) Create(ctx context.Context, opts *compute.CreateOptions, image string) (*compute.Sandbox, error) {
-	if image == "" {
-		image = m.image
-	}
-	if image == "" {
-		return m.c.Create(ctx, opts)
-	}
-	c := compute.New(compute.Config{Provider: m.p.With(modal.SandboxOptions{Image: image}), NoFallback: true})
-	return c.Create(ctx, opts)
-}
-
-func (m *modalImages) Destroy(ctx context.Context, sb *compute.Sandbox) error {
-	ctx, cancel := context.WithTimeout(ctx, destroyTimeout)
-	defer cancel()
-	if err := sb.Destroy(ctx); err != nil && !errors.Is(err, compute.ErrNotFound) {
-		return err
 	}
 	return nil
 }

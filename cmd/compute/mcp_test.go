@@ -104,12 +104,12 @@ func mcpInProcess(t *testing.T, args ...string) (*sdk.ClientSession, <-chan int,
 	return cs, code, stderr
 }
 
-// --provider modal with --image, against the Modal emulator: the default
-// sandbox has --image, create_sandbox names another, and both are
-// destroyed when the session ends.
+// --provider modal with --image and --allow-images, against the Modal
+// emulator: the default sandbox has --image, create_sandbox names
+// another, and both are destroyed when the session ends.
 func TestMCPModalImages(t *testing.T) {
 	srv := modalEnv(t)
-	cs, code, stderr := mcpInProcess(t, "--provider", "modal", "--image", "python:3.12-slim")
+	cs, code, stderr := mcpInProcess(t, "--provider", "modal", "--image", "python:3.12-slim", "--allow-images")
 	if got := mcpText(t, mcpCall(t, cs, "run_command", map[string]any{"command": "echo from-modal"})); !strings.Contains(got, "from-modal") {
 		t.Errorf("run_command: %q", got)
 	}
@@ -164,8 +164,6 @@ func TestMCPUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"mcp", "--image", "python:3.13-slim"}, "--provider modal"},
-		{[]string{"mcp", "--server", "http://127.0.0.1:1", "--image", "x"}, "server"},
 		{[]string{"mcp", "--max-output", "0"}, "--max-output"},
 		{[]string{"mcp", "extra"}, "no arguments"},
 		{[]string{"mcp", "--memory", "lots"}, "--memory"},

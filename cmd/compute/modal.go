@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,6 +34,7 @@ type emulateFlags struct {
 	tokenID      string
 	tokenSecret  string
 	network      bool
+	imageFiles   string
 }
 
 func (a *app) modalEmulateCommand() *cobra.Command {
@@ -47,8 +49,13 @@ destroy every sandbox it started.
 It prints the environment variables that point Modal's SDK at it, as
 "export NAME=value" lines on standard output; diagnostics go to standard
 error. Sandboxes run on this machine, isolated by the local provider, with
-this machine's programs (python3, node, ...) whatever image they name, and
-with no network unless --network is given.
+no network unless --network is given. A sandbox of a registry image sees
+the image's files, pulled into this machine's image store (see compute
+image) as Modal pulls it, so a program sees offline what it will see on
+Modal; an image that cannot be pulled, an image with Dockerfile commands
+(built here with this machine's programs) and --image-files host run on
+this machine's programs (python3, node, ...) instead, and the log on
+standard error says so, image by image.
 
 Modal's Go SDK (github.com/modal-labs/modal-client/go v0.11.1) works
 against it unchanged: apps, images, secrets, V1 and V2 sandboxes, exec,
@@ -75,6 +82,13 @@ the filesystem API, tags, names, listing, tunnels and snapshots.`,
 			if f.maxSandboxes < 0 {
 				return usagef("--max-sandboxes must not be negative, got %d", f.maxSandboxes)
 			}
+			switch modaltest.ImageFiles(f.imageFiles) {
+			case modaltest.ImageFilesPull, modaltest.ImageFilesCached:
+			case "host":
+				f.imageFiles = string(modaltest.ImageFilesHost)
+			default:
+				return usagef("unknown --image-files %q (want pull, cached or host)", f.imageFiles)
+			}
 			srv, err := modaltest.NewServer(modaltest.Options{
 				Addr:         f.addr,
 				Latency:      f.latency,
@@ -82,6 +96,8 @@ the filesystem API, tags, names, listing, tunnels and snapshots.`,
 				TokenID:      f.tokenID,
 				TokenSecret:  f.tokenSecret,
 				HostNetwork:  f.network,
+				ImageFiles:   modaltest.ImageFiles(f.imageFiles),
+				Logger:       slog.New(slog.NewTextHandler(a.stderr, nil)),
 			})
 			if err != nil {
 				return err
@@ -102,5 +118,6 @@ the filesystem API, tags, names, listing, tunnels and snapshots.`,
 	fs.StringVar(&f.tokenID, "token-id", "", "token id to accept (default: a random one, printed)")
 	fs.StringVar(&f.tokenSecret, "token-secret", "", "token secret to accept (default: a random one, printed)")
 	fs.BoolVar(&f.network, "network", false, "give sandboxes this machine's network, unless created with BlockNetwork (default: loopback only)")
+	fs.StringVar(&f.imageFiles, "image-files", string(modaltest.ImageFilesPull), `where a registry image's files come from: "pull" (the image store, pulling what it lacks), "cached" (the image store only, no registry) or "host" (none: this machine's programs)`)
 	return cmd
 }

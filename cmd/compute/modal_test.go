@@ -28,7 +28,7 @@ func TestModalEmulate(t *testing.T) {
 	}
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"modal", "emulate", "--latency", "1ms", "--max-sandboxes", "1", "--token-id", "ak-cli", "--token-secret", "as-cli"},
+		code <- run(ctx, []string{"modal", "emulate", "--latency", "1ms", "--max-sandboxes", "1", "--token-id", "ak-cli", "--token-secret", "as-cli", "--image-files", "host"},
 			strings.NewReader(""), &stdout, &stderr)
 	}()
 	select {

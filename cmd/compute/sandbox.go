@@ -123,12 +123,14 @@ func (a *app) sandboxCreateCommand() *cobra.Command {
 shows the progress (image build, start).
 
 The sandbox has no network unless --network is given, as with run and
-exec. --image, --gpu, --cpus, --memory and --port are Modal's (a
-server's sandboxes are sized by the server).`,
+exec. --image is the sandbox's OCI image on every provider (a server
+takes it only when its operator allows images). --gpu, --cpus, --memory
+and --port are Modal's (a server's sandboxes are sized by the server).`,
 		Example: `  compute sandbox create
   compute sandbox create --lifetime 1h --runtime node
   compute sandbox create --server http://127.0.0.1:8080
-  compute sandbox create --gpu A100 --image pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+  compute sandbox create --image python:3.12-slim
+  compute sandbox create --provider modal --gpu A100 --image pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
   compute sandbox create --port 8080 --network`,
 		Args: noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
@@ -145,7 +147,7 @@ server's sandboxes are sized by the server).`,
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "an environment variable of every command, KEY=VALUE (repeatable)")
 	fs.StringVarP(&f.dir, "dir", "w", "", "default working directory (absolute)")
 	fs.BoolVar(&f.network, "network", false, "give the sandbox network access (default: none)")
-	fs.StringVar(&f.image, "image", "", "Modal: the image, a registry tag or an image id (default python:3.13-slim, node:22-slim for --runtime node)")
+	fs.StringVar(&f.image, "image", "", imageFlagUsage)
 	fs.StringVar(&f.gpu, "gpu", "", `Modal: GPUs, as "T4", "A100", "H100:2"`)
 	fs.Float64Var(&f.cpus, "cpus", 0, "Modal: CPU cores to reserve, as 0.5 or 2")
 	fs.Float64Var(&f.cpus, "cpu", 0, "the same as --cpus")
@@ -180,19 +182,22 @@ func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagS
 		return err
 	}
 	if f.sf.server != "" {
-		for _, name := range []string{"image", "gpu", "cpus", "cpu", "memory", "port"} {
+		for _, name := range []string{"gpu", "cpus", "cpu", "memory", "port"} {
 			if fs.Changed(name) {
 				return usagef("--%s is a flag of the modal provider; a server's sandboxes are set up by the server", name)
 			}
 		}
 	}
-	mo := modal.SandboxOptions{Image: f.image, GPU: f.gpu, EncryptedPorts: f.ports}
+	mo := modal.SandboxOptions{GPU: f.gpu, EncryptedPorts: f.ports}
 	return a.withProviderOptions(&f.sf, providerOptions{memory: memory, cpus: f.cpus}, func(p provider, _ *compute.Compute) error {
 		var cp driver.Provider = p
 		if mp, ok := p.(*modal.Provider); ok {
 			cp = mp.With(mo)
 		}
-		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone}
+		if err := a.pullWithProgress(ctx, p, f.image); err != nil {
+			return err
+		}
+		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone, Image: f.image}
 		if f.network {
 			opts.Network = compute.NetworkHost
 		}

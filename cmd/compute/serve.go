@@ -35,6 +35,8 @@ type serveFlags struct {
 	requestTimeout  time.Duration
 	shutdownTimeout time.Duration
 	allowNetwork    bool
+	allowImages     bool
+	allowLocalImgs  bool
 	tlsCert         string
 	tlsKey          string
 	logFormat       string
@@ -98,6 +100,8 @@ request) go to standard error.`,
 	fs.DurationVar(&f.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "limit on any request, a running command's stream included; 0: none")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on Ctrl-C or SIGTERM, how long requests in flight may finish before they are cancelled")
 	fs.BoolVar(&f.allowNetwork, "allow-network", false, "let clients create sandboxes with the host's network (default: every sandbox has none); needs a token")
+	fs.BoolVar(&f.allowImages, "allow-images", false, "let clients choose a sandbox's image (a registry reference the provider pulls: on local, with this machine's network, disk and registry credentials); default: the provider's image only")
+	fs.BoolVar(&f.allowLocalImgs, "allow-local-images", false, "with --allow-images, also let clients name images among this machine's files (oci:DIR, docker-archive:FILE), read as the server's user; needs a token")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM), with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the private key file (PEM) of --tls-cert")
 	fs.StringVar(&f.logFormat, "log-format", "text", `access log format: "text" or "json"`)
@@ -129,6 +133,10 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	switch {
 	case f.allowNetwork && token == "" && tokens == nil:
 		return usagef("--allow-network needs a token (--token, $%s or --tokens): a sandbox with network could call a server without one as this machine", tokenEnv)
+	case f.allowLocalImgs && !f.allowImages:
+		return usagef("--allow-local-images goes with --allow-images")
+	case f.allowLocalImgs && token == "" && tokens == nil:
+		return usagef("--allow-local-images needs a token (--token, $%s or --tokens): without one, every user of this machine could read the server user's files as images", tokenEnv)
 	case !loopback && token == "" && tokens == nil:
 		return usagef("refusing to listen on %s without a token: set --token or $%s (clients send it as \"Authorization: Bearer TOKEN\"), or listen on 127.0.0.1", f.addr, tokenEnv)
 	case (f.tlsCert == "") != (f.tlsKey == ""):
@@ -183,13 +191,15 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	}
 	logger := slog.New(h)
 	opts := server.Options{
-		Token:          token,
-		Tokens:         tokens,
-		MaxSandboxes:   f.maxSandboxes,
-		IdleTimeout:    orNever(f.idleTimeout),
-		RequestTimeout: orNever(f.requestTimeout),
-		AllowNetwork:   f.allowNetwork,
-		Logger:         logger,
+		Token:            token,
+		Tokens:           tokens,
+		MaxSandboxes:     f.maxSandboxes,
+		IdleTimeout:      orNever(f.idleTimeout),
+		RequestTimeout:   orNever(f.requestTimeout),
+		AllowNetwork:     f.allowNetwork,
+		AllowImages:      f.allowImages,
+		AllowLocalImages: f.allowLocalImgs,
+		Logger:           logger,
 	}
 	srv := server.New(p, opts) // without a token, it serves only this machine
 

@@ -169,6 +169,8 @@ func TestServeUsage(t *testing.T) {
 		{"serve", "--isolation", "weak"},
 		{"serve", "--isolation", "none"},
 		{"serve", "extra"},
+		{"serve", "--allow-local-images", "--token", "some-token-0123456789"},
+		{"serve", "--allow-images", "--allow-local-images"},
 		{"exec", "--server", "ftp://host", "--", "true"},
 		{"exec", "--server", "http://127.0.0.1:1", "--isolation", "none", "--", "true"},
 		{"run", "--server", "http://127.0.0.1:1", "--provider", "modal", "-c", "1"},

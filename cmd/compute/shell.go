@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
 	"sync"
@@ -16,14 +15,12 @@ import (
 	"golang.org/x/term"
 
 	"github.com/computesdk-go/compute"
-	"github.com/computesdk-go/compute/modal"
 )
 
 type shellFlags struct {
 	common commonFlags
 	env    []string
 	dir    string
-	image  string
 }
 
 func (a *app) shellCommand() *cobra.Command {
@@ -62,6 +59,9 @@ not exist.`,
   # Without a terminal: the shell runs the script on standard input
   echo 'uname -a; ls /' | compute shell
 
+  # In an OCI image (pulled into this machine's store on first use)
+  compute shell --image python:3.12-slim -- python3
+
   # On Modal, in an image of your own
   compute shell --provider modal --image python:3.13-slim`,
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
@@ -73,7 +73,6 @@ not exist.`,
 	fs.SetInterspersed(false)
 	fs.StringArrayVarP(&f.env, "env", "e", nil, "set an environment variable, KEY=VALUE (repeatable)")
 	fs.StringVarP(&f.dir, "dir", "w", "", "working directory inside the sandbox (default: the sandbox's own)")
-	fs.StringVar(&f.image, "image", "", "modal provider: the image of the sandbox, as python:3.13-slim")
 	f.common.add(fs)
 	fs.Lookup("lifetime").Usage = "the sandbox's lifetime, after which it is destroyed with the program (exit 124); 0: on a terminal an hour, else as for exec"
 	fs.Lookup("timeout").Usage = "hang up (or kill the command) after this long and exit 124; 0: no limit but the sandbox's lifetime"
@@ -86,19 +85,9 @@ func (a *app) shell(ctx context.Context, f *shellFlags, argv []string) error {
 	if len(argv) > 0 && argv[0] == "" {
 		return usagef("empty command name")
 	}
-	switch {
-	case f.image != "" && f.common.server != "":
-		return usagef("--image: with --server, the server's provider chooses the images")
-	case f.image != "" && f.common.provider != "modal":
-		return usagef("--image: the %s provider does not run images; --image goes with --provider modal", f.common.provider)
-	}
 	env, err := parseEnv(f.env)
 	if err != nil {
 		return err
-	}
-	b := a
-	if f.image != "" {
-		b = a.withModalImage(f.image)
 	}
 	in, ok := a.terminalIn()
 	if !ok {
@@ -107,7 +96,7 @@ func (a *app) shell(ctx context.Context, f *shellFlags, argv []string) error {
 		}
 		opts := &compute.RunOptions{Env: env, Dir: f.dir, Timeout: f.common.timeout, Stdin: a.stdin,
 			Stdout: a.stdout, Stderr: a.stderr, MaxOutput: -1}
-		return b.inSandbox(ctx, &f.common, func(ctx context.Context, sb *compute.Sandbox) (*compute.Result, error) {
+		return a.inSandbox(ctx, &f.common, func(ctx context.Context, sb *compute.Sandbox) (*compute.Result, error) {
 			return sb.Run(ctx, argv, opts)
 		})
 	}
@@ -118,7 +107,7 @@ func (a *app) shell(ctx context.Context, f *shellFlags, argv []string) error {
 		f.common.lifetime = shellLifetime
 	}
 	opts := &compute.TerminalOptions{Argv: argv, Env: env, Dir: f.dir}
-	return b.inSandbox(ctx, &f.common, func(ctx context.Context, sb *compute.Sandbox) (*compute.Result, error) {
+	return a.inSandbox(ctx, &f.common, func(ctx context.Context, sb *compute.Sandbox) (*compute.Result, error) {
 		code, err := a.attach(ctx, sb, in, opts, f.common.timeout,
 			`without a terminal, run commands with "compute exec -- COMMAND", or pipe a script into "compute shell"`)
 		switch {
@@ -217,23 +206,6 @@ func onHangup(ctx context.Context) (context.Context, func()) {
 		<-done
 		signal.Ignore(syscall.SIGHUP)
 	}
-}
-
-// withModalImage returns a copy of a whose modal provider creates its
-// sandboxes from image.
-func (a *app) withModalImage(image string) *app {
-	b := *a
-	b.providers = maps.Clone(a.providers)
-	if f, ok := a.providers["modal"]; ok {
-		b.providers["modal"] = func(o providerOptions) (provider, error) {
-			p, err := f(o)
-			if mp, ok := p.(*modal.Provider); ok && err == nil {
-				return mp.With(modal.SandboxOptions{Image: image}), nil
-			}
-			return p, err
-		}
-	}
-	return &b
 }
 
 // terminalIn returns standard input when it is a terminal.

@@ -587,8 +587,6 @@ func TestShellUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"shell", "--image", "python:3.13-slim"}, "--image goes with --provider modal"},
-		{[]string{"shell", "--image", "python:3.13-slim", "--server", "http://127.0.0.1:1"}, "the server's provider chooses the images"},
 		{[]string{"shell", "-e", "NOVALUE"}, `--env "NOVALUE": want KEY=VALUE`},
 		{[]string{"shell", "--", ""}, "empty command name"},
 		{[]string{"sandbox", "shell"}, "wants a sandbox id"},

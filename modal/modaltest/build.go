@@ -17,7 +17,8 @@ import (
 )
 
 // Image builds. A registry image (FROM tag) builds at once: its tag is
-// recorded and sandboxes run on this machine's programs. Layers with
+// recorded, and its sandboxes see the image's files when the image store
+// has them (Options.ImageFiles, images.go), else this machine's programs. Layers with
 // Dockerfile commands (Image.DockerfileCommands) are built for real, in a
 // sandbox of their own: RUN runs there (with this machine's programs, and
 // no network unless Options.HostNetwork), ENV and WORKDIR set the image's

@@ -53,6 +53,10 @@ type image struct {
 	// env and workdir come from ENV and WORKDIR instructions.
 	env     map[string]string
 	workdir string
+	// rootImage is the image store's id of the registry image whose
+	// files the image's sandboxes see (CreateOptions.Image); empty when
+	// they run this machine's programs.
+	rootImage string
 	// result is the build's outcome.
 	result  *pb.GenericResult
 	created time.Time
@@ -291,6 +295,16 @@ func (c *controlPlane) ImageGetOrCreate(ctx context.Context, req *pb.ImageGetOrC
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 	img.result = pb.GenericResult_builder{Status: pb.GenericResult_GENERIC_STATUS_SUCCESS}.Build()
+	switch {
+	case parentID == "" && len(cmds) == 1:
+		img.rootImage = s.resolveImageFiles(ctx, from)
+		if err := ctx.Err(); err != nil {
+			// A pull cut short is no answer to remember.
+			return nil, status.FromContextError(err).Err()
+		}
+	case s.opts.ImageFiles != ImageFilesHost:
+		s.log.Warn("modaltest: the image has Dockerfile commands, which the emulator builds and runs on this machine's programs, not on the files of its base image", "image", img.tag, "commands", len(img.commands)-1)
+	}
 	if len(cmds) > 1 {
 		// The layer's secrets are in the environment of its RUN commands
 		// only.
@@ -376,6 +390,7 @@ func (s *Server) newSnapshotImage(parent *image, files []byte, dir bool) *image 
 		img.commands = append([]string(nil), parent.commands...)
 		img.env = maps.Clone(parent.env)
 		img.workdir = parent.workdir
+		img.rootImage = parent.rootImage
 	}
 	s.mu.Lock()
 	s.images[img.id] = img
@@ -393,6 +408,10 @@ type Image struct {
 	// SnapshotBytes is the size of the files a snapshot captured; 0 for
 	// registry images.
 	SnapshotBytes int
+	// Files is the image store's id ("sha256:...") of the image whose
+	// files its sandboxes see (Options.ImageFiles); empty when they run
+	// this machine's programs.
+	Files string
 }
 
 // Images returns the images the server holds.
@@ -401,7 +420,7 @@ func (s *Server) Images() []Image {
 	defer s.mu.Unlock()
 	out := make([]Image, 0, len(s.images))
 	for _, img := range s.images {
-		out = append(out, Image{ID: img.id, Tag: img.tag, DockerfileCommands: append([]string(nil), img.commands...), SnapshotBytes: len(img.files)})
+		out = append(out, Image{ID: img.id, Tag: img.tag, DockerfileCommands: append([]string(nil), img.commands...), SnapshotBytes: len(img.files), Files: img.rootImage})
 	}
 	return out
 }

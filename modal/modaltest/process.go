@@ -246,6 +246,11 @@ func (sb *sandbox) installGuest() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if sb.img.rootImage != "" {
+		if p, err = wrapGuest(sb.ctx, cs, sb.s.guest.path, p); err != nil {
+			return "", err
+		}
+	}
 	sb.guestPath = p
 	return p, nil
 }

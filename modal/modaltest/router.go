@@ -399,7 +399,11 @@ func (sb *sandbox) snapshot(ctx context.Context, snapshotID string, args []strin
 	if code != 0 {
 		return "", status.Errorf(codes.Internal, "snapshot of %s failed: %s", sb.id, strings.TrimSpace(errb.String()))
 	}
-	img := sb.s.newSnapshotImage(sb.img, out.Bytes(), len(args) > 0)
+	files := out.Bytes()
+	if sb.img.rootImage != "" && len(args) == 0 {
+		files = sb.s.stripImageFiles(sb.img.rootImage, files)
+	}
+	img := sb.s.newSnapshotImage(sb.img, files, len(args) > 0)
 	if snapshotID != "" {
 		sb.mu.Lock()
 		sb.snapshots[snapshotID] = img.id

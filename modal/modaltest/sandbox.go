@@ -340,9 +340,15 @@ func (sb *sandbox) start(ctx context.Context) error {
 	if dir == "" {
 		dir = sb.img.workdir
 	}
+	env := sandboxEnv(sb.env)
+	if sb.img.rootImage != "" {
+		// The image's own PATH and programs, as on Modal.
+		env = maps.Clone(sb.env)
+	}
 	opts := &compute.CreateOptions{
 		Timeout:  sb.timeout + sandboxMargin,
-		Env:      sandboxEnv(sb.env),
+		Env:      env,
+		Image:    sb.img.rootImage,
 		Dir:      dir,
 		Network:  compute.NetworkNone,
 		Name:     sb.id,
@@ -389,7 +395,9 @@ func (sb *sandbox) start(ctx context.Context) error {
 		cs.Destroy(context.Background())
 		return status.Error(codes.Unavailable, "the server is shutting down")
 	}
-	prepare(ctx, cs)
+	if sb.img.rootImage == "" {
+		prepare(ctx, cs)
+	}
 	if len(sb.img.files) > 0 {
 		if err := sb.restore("/", sb.img.files); err != nil {
 			return fmt.Errorf("restoring the files of image %s: %w", sb.img.id, err)

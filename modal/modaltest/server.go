@@ -19,7 +19,8 @@
 //
 // What it emulates, and how faithfully, is described in the README's
 // "Modal emulator" section. In short: apps, environments, registry images
-// (recorded; sandboxes run on the host system's programs), secrets, V1 and
+// (their files from this machine's image store when Options.ImageFiles
+// allows, else the host system's programs), secrets, V1 and
 // V2 sandboxes with their whole lifecycle, exec with stdio and stdin
 // streaming, PTY execs on real pseudo-terminals (pty_info's size and
 // TERM), the filesystem tool protocol, tags, names, listing, tunnels,
@@ -75,8 +76,20 @@ type Options struct {
 	// Provider runs the sandboxes. nil means a local provider created with
 	// Local and closed by Close; a Provider given here is not closed.
 	Provider driver.Provider
-	// Local configures the local provider when Provider is nil.
+	// Local configures the local provider when Provider is nil. Its
+	// ImageStore and ImagePull are also where the emulator finds and
+	// pulls the images of ImageFiles (nil: the store at
+	// imagestore.DefaultDir(), imagestore's default pulls).
 	Local local.Options
+	// ImageFiles says whether sandboxes of a registry image (FROM alone,
+	// as Images.FromRegistry makes) see the image's files, so that a
+	// program tested offline sees what it will see on Modal: images from
+	// the store (ImageFilesCached) or also pulled (ImageFilesPull). The
+	// zero value, ImageFilesHost, runs every sandbox on this machine's
+	// programs. An image the server cannot get, an image with Dockerfile
+	// commands and a server with Options.Provider run on this machine's
+	// programs too; the log says so, image by image.
+	ImageFiles ImageFiles
 	// Latency delays every RPC of both services before it is handled, to
 	// make round trips visible as they are against Modal's cloud.
 	Latency time.Duration
@@ -229,9 +242,10 @@ func NewServer(opts Options) (*Server, error) {
 	if s.guest, err = newGuestBinary(); err != nil {
 		return nil, err
 	}
+	s.openImageStore()
 	s.provider = opts.Provider
 	if s.provider == nil {
-		p, err := local.New(opts.Local)
+		p, err := local.New(s.opts.Local)
 		if err != nil {
 			return nil, fmt.Errorf("modaltest: %w", err)
 		}

@@ -56,6 +56,12 @@ type CreateRequest struct {
 	// GPU asks for GPUs in Modal's notation ("T4", "A100:2", "any"); a
 	// provider without them answers 501.
 	GPU string `json:"gpu,omitempty"`
+	// Image is the sandbox's root filesystem, an OCI image reference
+	// ("python:3.12-slim", "ghcr.io/org/img:tag", "name@sha256:...");
+	// empty means the provider's default. It needs Options.AllowImages;
+	// "oci:DIR" and "docker-archive:FILE" (files on the server's machine)
+	// also need Options.AllowLocalImages and a server with a token.
+	Image string `json:"image,omitempty"`
 }
 
 // SandboxInfo describes a sandbox (GET /api/compute/v1/sandboxes/{id}, and

@@ -42,15 +42,28 @@ func underAny(p string, roots []string) bool {
 	return false
 }
 
-// writableMounts returns the mount points of the writable file systems and
-// their devices.
-func writableMounts() (points []string, devs map[uint64]bool, err error) {
+// mounts are the sandbox's mounts, as a snapshot sees them.
+type mounts struct {
+	// points are the mount points of the writable file systems, and devs
+	// their devices.
+	points []string
+	devs   map[uint64]bool
+	// overlays are the devices of writable overlay mounts (an image's
+	// root): their non-directory files report the device of the layer
+	// that holds them, not the overlay's.
+	overlays map[uint64]bool
+	// all holds every mount point, writable or not.
+	all map[string]bool
+}
+
+// writableMounts returns the sandbox's mounts.
+func writableMounts() (m mounts, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return nil, nil, err
+		return m, err
 	}
 	defer f.Close()
-	devs = map[uint64]bool{}
+	m.devs, m.overlays, m.all = map[uint64]bool{}, map[uint64]bool{}, map[string]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -66,6 +79,7 @@ func writableMounts() (points []string, devs map[uint64]bool, err error) {
 			continue
 		}
 		point := unescapeMount(fields[4])
+		m.all[point] = true
 		opts := "," + fields[5] + ","
 		if !strings.Contains(opts, ",rw,") || skipFSTypes[fields[sep+1]] || underAny(point, skipTrees) {
 			continue
@@ -74,10 +88,13 @@ func writableMounts() (points []string, devs map[uint64]bool, err error) {
 		if syscall.Stat(point, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 			continue // a bind-mounted file: never ours to keep
 		}
-		points = append(points, point)
-		devs[st.Dev] = true
+		m.points = append(m.points, point)
+		m.devs[st.Dev] = true
+		if fields[sep+1] == "overlay" {
+			m.overlays[st.Dev] = true
+		}
 	}
-	return points, devs, sc.Err()
+	return m, sc.Err()
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).
@@ -118,10 +135,13 @@ func snapshot(args []string, stdout, stderr io.Writer) int {
 }
 
 func snapshotFilesystem(w io.Writer) error {
-	points, devs, err := writableMounts()
+	m, err := writableMounts()
 	if err != nil {
 		return err
 	}
+	// onOverlay holds the directories walked that are on a writable
+	// overlay.
+	onOverlay := map[string]bool{}
 	tw := tar.NewWriter(w)
 	err = filepath.WalkDir("/", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -137,8 +157,15 @@ func snapshotFilesystem(w io.Writer) error {
 		if syscall.Lstat(p, &st) != nil {
 			return nil
 		}
-		if !devs[st.Dev] {
-			if d.IsDir() && !hasMountBelow(p, points) {
+		if d.IsDir() && m.overlays[st.Dev] {
+			onOverlay[p] = true
+		}
+		// A file of an overlay reports its layer's device: it belongs to
+		// the overlay when its directory does and it is not a mount of its
+		// own (a bind-mounted file is never the sandbox's to keep).
+		inOverlay := !d.IsDir() && onOverlay[filepath.Dir(p)] && !m.all[p]
+		if !m.devs[st.Dev] && !inOverlay {
+			if d.IsDir() && !hasMountBelow(p, m.points) {
 				return fs.SkipDir
 			}
 			return nil
