@@ -14,8 +14,6 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/computesdk-go/compute/imagestore"
 )
 
@@ -175,7 +173,7 @@ func inImage(layers []string, hdr *tar.Header) bool {
 			continue
 		}
 		if fi.Mode().IsRegular() && fi.Size() == 0 {
-			if _, err := unix.Lgetxattr(p, "user.overlay.whiteout", nil); err == nil {
+			if isOverlayWhiteout(p) {
 				return false // removed by this layer
 			}
 		}
