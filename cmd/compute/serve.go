@@ -244,6 +244,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	fmt.Fprintf(a.stdout, "  seed protocol: POST %s%s\n", base, wire.ProtocolPath)
 	fmt.Fprintf(a.stdout, "  v1 endpoints:  %s%s/...\n", base, wire.V1Path)
 	fmt.Fprintf(a.stdout, "  OpenAPI:       GET  %s%s\n", base, wire.OpenAPIPath)
+	fmt.Fprintf(a.stdout, "  web console:   %s/\n", base)
 	fmt.Fprintf(a.stdout, "  MCP:           %s%s (streamable HTTP, tools for AI agents)\n", base, server.MCPPath)
 	fmt.Fprintf(a.stdout, "  token:         %s\n", auth)
 	fmt.Fprintf(a.stdout, "  clients:       compute exec --server %s -- CMD; remote.New(%q, token)\n", base, base)
