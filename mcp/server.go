@@ -368,12 +368,6 @@ func (computeSandboxes) Destroy(ctx context.Context, sb *compute.Sandbox) error 
 	return err
 }
 
-// unsupported is an error message matching compute.ErrUnsupported.
-type unsupported struct{ msg string }
-
-func (e *unsupported) Error() string { return e.msg }
-func (e *unsupported) Unwrap() error { return compute.ErrUnsupported }
-
 // warnings passes on records of level Warn and above.
 type warnings struct{ slog.Handler }
 
