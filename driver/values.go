@@ -56,6 +56,14 @@ type CreateOptions struct {
 	// Modal. A provider that cannot use the image fails Create with an
 	// error saying why.
 	Image string
+	// ImageSteps are Dockerfile lines applied in order on top of Image,
+	// which they need: "RUN cmd" (shell form, run with /bin/sh -c),
+	// "ENV K=V" (or "ENV K V") and "WORKDIR dir". Modal builds them with
+	// its Dockerfile commands and caches the result; the local provider
+	// applies ENV and WORKDIR to the image's configuration and refuses
+	// RUN with an error matching ErrUnsupported. Other instructions (COPY
+	// among them) are refused by Validate.
+	ImageSteps []string
 }
 
 // Network is a sandbox's network policy.

@@ -193,6 +193,14 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 			return nil, err
 		}
 	}
+	var steps []imageStep
+	if img != nil && len(opts.ImageSteps) > 0 {
+		base := img
+		if img, steps, err = base.withSteps(opts.ImageSteps); err != nil {
+			base.release()
+			return nil, err
+		}
+	}
 	id := newID()
 	var s *sandbox
 	switch {
@@ -203,8 +211,11 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 		// Host-root spares have their root already: an image's sandbox
 		// takes one with this image's root, or one of the bare reserve,
 		// whose root it builds now.
-		if s = p.takeImageSpare(network, img); s != nil {
-			break
+		// (Not with steps: a spare's environment is its image's.)
+		if len(steps) == 0 {
+			if s = p.takeImageSpare(network, img); s != nil {
+				break
+			}
 		}
 		if s = p.takeBare(network); s != nil {
 			if err := s.buildRoot(img); err != nil {
@@ -226,6 +237,13 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 				if img, err = p.openImage(ctx, opts.Image); err != nil {
 					return nil, err
 				}
+				if len(steps) > 0 {
+					base := img
+					if img, steps, err = base.withSteps(opts.ImageSteps); err != nil {
+						base.release()
+						return nil, err
+					}
+				}
 			}
 		}
 	}
@@ -242,6 +260,12 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 			return nil, err
 		}
 		if err := s.activate(ctx, id, opts); err != nil {
+			s.destroy()
+			return nil, err
+		}
+	}
+	if len(steps) > 0 {
+		if err := s.runImageSteps(ctx, opts.Image, steps); err != nil {
 			s.destroy()
 			return nil, err
 		}

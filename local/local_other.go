@@ -59,3 +59,11 @@ func (p *Provider) openImage(context.Context, string) (*sandboxImage, error) {
 func (p *Provider) takeImageSpare(bool, *sandboxImage) *sandbox { return nil }
 
 func (p *Provider) fillImage() {}
+
+type imageStep struct{}
+
+func (img *sandboxImage) withSteps([]string) (*sandboxImage, []imageStep, error) {
+	return img, nil, nil
+}
+
+func (s *sandbox) runImageSteps(context.Context, string, []imageStep) error { return nil }

@@ -108,7 +108,9 @@ type SandboxOptions struct {
 	// image is built once per provider. The image needs /bin/sh: commands
 	// are started through it. Modal builds images from registries only:
 	// "oci:" layouts and "docker-archive:" files are refused (push them to
-	// a registry first).
+	// a registry first). A Create's CreateOptions.ImageSteps are built on
+	// it as Modal Dockerfile commands (once per provider; Modal caches
+	// the result).
 	Image string
 	// GPU requests GPUs, as Modal writes them: "T4", "A10G", "L4",
 	// "A100", "A100-80GB:2", "H100:8". A GPU sandbox is one of Modal's V1

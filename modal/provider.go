@@ -146,25 +146,42 @@ func (p *Provider) app(ctx context.Context, name string) (*modalsdk.App, error) 
 	})
 }
 
-// image returns a built image for a registry tag or an image id, building
-// it once per provider.
-func (p *Provider) image(ctx context.Context, app *modalsdk.App, ref string) (*modalsdk.Image, error) {
+// image returns a built image for a registry tag or an image id, with
+// steps (CreateOptions.ImageSteps) as its Dockerfile commands, building it
+// once per provider (Modal caches the layers of the steps too).
+func (p *Provider) image(ctx context.Context, app *modalsdk.App, ref string, steps []string) (*modalsdk.Image, error) {
 	key := ref // image ids are global; a registry image is built in an app
-	if !isImageID(ref) {
+	if !isImageID(ref) || len(steps) > 0 {
 		key = app.AppID + "\x00" + ref
 	}
+	for _, step := range steps {
+		key += "\x00" + step
+	}
 	return p.s.images.get(ctx, key, func(ctx context.Context) (*modalsdk.Image, error) {
-		if isImageID(ref) {
+		if isImageID(ref) && len(steps) == 0 {
 			img, err := p.s.client.Images.FromID(ctx, ref, nil)
 			if err != nil {
 				return nil, wrapErr("create", "", fmt.Errorf("image %s: %w", ref, err))
 			}
 			return img, nil
 		}
-		p.progress("building image " + ref)
-		img, err := p.s.client.Images.FromRegistry(ref, nil).Build(ctx, app, nil)
+		var base *modalsdk.Image
+		if isImageID(ref) {
+			var err error
+			if base, err = p.s.client.Images.FromID(ctx, ref, nil); err != nil {
+				return nil, wrapErr("create", "", fmt.Errorf("image %s: %w", ref, err))
+			}
+		} else {
+			base = p.s.client.Images.FromRegistry(ref, nil)
+		}
+		what := ref
+		if len(steps) > 0 {
+			what = fmt.Sprintf("%s with %d steps", ref, len(steps))
+		}
+		p.progress("building image " + what)
+		img, err := base.DockerfileCommands(steps, nil).Build(ctx, app, nil)
 		if err != nil {
-			return nil, wrapErr("create", "", fmt.Errorf("building image %s: %w", ref, err))
+			return nil, wrapErr("create", "", fmt.Errorf("building image %s: %w", what, err))
 		}
 		return img, nil
 	})
@@ -218,7 +235,7 @@ func (p *Provider) Prepare(ctx context.Context, opts *driver.CreateOptions) erro
 	if err != nil {
 		return err
 	}
-	_, err = p.image(ctx, app, m.Image)
+	_, err = p.image(ctx, app, m.Image, opts.ImageSteps)
 	return err
 }
 
@@ -246,7 +263,7 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}
-	img, err := p.image(ctx, app, m.Image)
+	img, err := p.image(ctx, app, m.Image, opts.ImageSteps)
 	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}

@@ -152,7 +152,7 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 	req := wire.CreateRequest{
 		Runtime: string(opts.Runtime), Timeout: millis(opts.Timeout), Env: opts.Env, Dir: opts.Dir,
 		Name: opts.Name, Metadata: opts.Metadata, Network: string(opts.Network),
-		NetworkAllow: opts.NetworkAllow, GPU: opts.GPU, Image: opts.Image,
+		NetworkAllow: opts.NetworkAllow, GPU: opts.GPU, Image: opts.Image, ImageSteps: opts.ImageSteps,
 	}
 	var info wire.SandboxInfo
 	if err := p.call(ctx, http.MethodPost, "/sandboxes", nil, req, &info); err != nil {

@@ -31,8 +31,10 @@ type commonFlags struct {
 	isolation string
 	server    string
 	image     string
+	steps     imageStepFlags
 
-	memoryBytes int64 // memory, parsed by validate
+	memoryBytes int64    // memory, parsed by validate
+	imageSteps  []string // --dockerfile and --image-step, resolved by validate
 }
 
 func (c *commonFlags) add(fs *pflag.FlagSet) {
@@ -45,6 +47,7 @@ func (c *commonFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&c.isolation, "isolation", string(local.IsolationNamespaces), `local provider: "none" runs the program as a plain host process, NOT isolated: trusted code only`)
 	fs.StringVar(&c.server, "server", "", "run the sandbox on the compute server at this URL (see compute serve), with the token in $COMPUTE_TOKEN")
 	fs.StringVar(&c.image, "image", "", imageFlagUsage)
+	c.steps.add(fs)
 }
 
 // imageFlagUsage is the help of --image, the same for every command.
@@ -72,6 +75,11 @@ func (c *commonFlags) validate() error {
 	default:
 		return usagef("unknown --isolation %q (want %q or %q)", c.isolation, local.IsolationNamespaces, local.IsolationNone)
 	}
+	image, steps, err := c.steps.resolve(c.image)
+	if err != nil {
+		return err
+	}
+	c.image, c.imageSteps = image, steps
 	return nil
 }
 
@@ -148,7 +156,7 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 		}
 		return err
 	}
-	opts := &compute.CreateOptions{Network: compute.NetworkNone, Image: cf.image}
+	opts := &compute.CreateOptions{Network: compute.NetworkNone, Image: cf.image, ImageSteps: cf.imageSteps}
 	if cf.network {
 		opts.Network = compute.NetworkHost
 	} else if cf.isolation == string(local.IsolationNone) {

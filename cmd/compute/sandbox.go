@@ -107,6 +107,7 @@ type createFlags struct {
 	dir      string
 	network  bool
 	image    string
+	steps    imageStepFlags
 	gpu      string
 	cpus     float64
 	memory   string
@@ -148,6 +149,7 @@ and --port are Modal's (a server's sandboxes are sized by the server).`,
 	fs.StringVarP(&f.dir, "dir", "w", "", "default working directory (absolute)")
 	fs.BoolVar(&f.network, "network", false, "give the sandbox network access (default: none)")
 	fs.StringVar(&f.image, "image", "", imageFlagUsage)
+	f.steps.add(fs)
 	fs.StringVar(&f.gpu, "gpu", "", `Modal: GPUs, as "T4", "A100", "H100:2"`)
 	fs.Float64Var(&f.cpus, "cpus", 0, "Modal: CPU cores to reserve, as 0.5 or 2")
 	fs.Float64Var(&f.cpus, "cpu", 0, "the same as --cpus")
@@ -181,6 +183,10 @@ func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagS
 	if err != nil {
 		return err
 	}
+	image, steps, err := f.steps.resolve(f.image)
+	if err != nil {
+		return err
+	}
 	if f.sf.server != "" {
 		for _, name := range []string{"gpu", "cpus", "cpu", "memory", "port"} {
 			if fs.Changed(name) {
@@ -194,10 +200,10 @@ func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagS
 		if mp, ok := p.(*modal.Provider); ok {
 			cp = mp.With(mo)
 		}
-		if err := a.pullWithProgress(ctx, p, f.image); err != nil {
+		if err := a.pullWithProgress(ctx, p, image); err != nil {
 			return err
 		}
-		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone, Image: f.image}
+		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone, Image: image, ImageSteps: steps}
 		if f.network {
 			opts.Network = compute.NetworkHost
 		}

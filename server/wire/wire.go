@@ -62,6 +62,10 @@ type CreateRequest struct {
 	// "oci:DIR" and "docker-archive:FILE" (files on the server's machine)
 	// also need Options.AllowLocalImages and a server with a token.
 	Image string `json:"image,omitempty"`
+	// ImageSteps are Dockerfile lines applied on top of Image, which they
+	// need ("RUN cmd", "ENV K=V", "WORKDIR dir"; see
+	// compute.CreateOptions.ImageSteps), under the same rules as Image.
+	ImageSteps []string `json:"imageSteps,omitempty"`
 }
 
 // SandboxInfo describes a sandbox (GET /api/compute/v1/sandboxes/{id}, and

@@ -1,0 +1,72 @@
+package remote_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrremote "github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/imagestore"
+	"github.com/computesdk-go/compute/local"
+	"github.com/computesdk-go/compute/remote"
+	"github.com/computesdk-go/compute/server"
+)
+
+// CreateOptions.ImageSteps travel from remote through the server to its
+// provider, on a server that allows images; a bad step is the caller's
+// error (ErrInvalid) from the server too.
+func TestImageSteps(t *testing.T) {
+	img := busyboxImage(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/busybox:v1"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ggcrremote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	st, err := imagestore.Open(t.TempDir())
+	if err != nil {
+		t.Skipf("skipped: no image store here: %v", err)
+	}
+	p, err := local.New(local.Options{ImageStore: st})
+	if err != nil {
+		t.Skipf("skipped: the local provider cannot run here: %v", err)
+	}
+	srv := server.New(p, server.Options{Token: "image-token-0123456789", AllowImages: true, Logger: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewServer(srv)
+	rp := remote.New(ts.URL, "image-token-0123456789")
+	t.Cleanup(func() {
+		rp.Close()
+		srv.Close()
+		ts.Close()
+		p.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := compute.New(compute.Config{Provider: rp})
+	sb, err := c.Create(ctx, &compute.CreateOptions{Image: ref, ImageSteps: []string{"RUN echo built > /etc/built", "ENV GREETING=hi", "WORKDIR /srv"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	res, err := sb.RunShell(ctx, `cat /etc/built; echo "$GREETING"; pwd`, nil)
+	if err != nil || res.Stdout != "built\nhi\n/srv\n" {
+		t.Errorf("a sandbox with steps through remote: %+v, %v", res, err)
+	}
+	if _, err := c.Create(ctx, &compute.CreateOptions{Image: ref, ImageSteps: []string{"FROM x"}}); !errors.Is(err, compute.ErrInvalid) {
+		t.Errorf("a bad step through remote: %v; want ErrInvalid", err)
+	}
+}
