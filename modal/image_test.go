@@ -1,29 +1,16 @@
 package modal_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/imagestore"
+	"github.com/computesdk-go/compute/internal/imagetest"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/modal"
 	"github.com/computesdk-go/compute/modal/modaltest"
@@ -77,54 +64,8 @@ func TestCreateOptionsImage(t *testing.T) {
 	}
 }
 
-// busyboxImage is an image of the host's static busybox (its applets as
-// links) and /etc/image-marker, built here.
-func busyboxImage(t *testing.T) v1.Image {
-	t.Helper()
-	bin, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skip("skipped: no /bin/busybox on this machine (apt-get install busybox-static): image roots are tested with it")
-	}
-	out, err := exec.Command("/bin/busybox", "--list").Output()
-	if err != nil {
-		t.Skipf("skipped: /bin/busybox --list: %v", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-		h.Size = int64(len(body))
-		tw.WriteHeader(h)
-		tw.Write(body)
-	}
-	add(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bin)
-	for _, applet := range strings.Fields(string(out)) {
-		if applet != "busybox" {
-			add(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-		}
-	}
-	add(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	add(&tar.Header{Name: "etc/image-marker", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("from the image\n"))
-	tw.Close()
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Env = []string{"PATH=/bin"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
+// busyboxImage is imagetest.Busybox.
+func busyboxImage(t *testing.T) v1.Image { return imagetest.Busybox(t) }
 
 // One CreateOptions.Image, the same files: against an emulator that pulls
 // registry images (ImageFilesPull), a Modal sandbox created with
@@ -132,16 +73,7 @@ func busyboxImage(t *testing.T) v1.Image {
 // this process.
 func TestCreateOptionsImageFiles(t *testing.T) {
 	img := busyboxImage(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	ref := strings.TrimPrefix(reg.URL, "http://") + "/busybox:v1"
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
+	ref := imagetest.Serve(t, img)
 	dir := t.TempDir()
 	st, err := imagestore.Open(dir)
 	if err != nil {

@@ -3,20 +3,14 @@ package remote_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log"
 	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	ggcrremote "github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/imagestore"
+	"github.com/computesdk-go/compute/internal/imagetest"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/remote"
 	"github.com/computesdk-go/compute/server"
@@ -27,16 +21,7 @@ import (
 // error (ErrInvalid) from the server too.
 func TestImageSteps(t *testing.T) {
 	img := busyboxImage(t)
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	ref := strings.TrimPrefix(reg.URL, "http://") + "/busybox:v1"
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ggcrremote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
+	ref := imagetest.Serve(t, img)
 	st, err := imagestore.Open(t.TempDir())
 	if err != nil {
 		t.Skipf("skipped: no image store here: %v", err)

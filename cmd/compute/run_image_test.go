@@ -1,72 +1,20 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"io"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/computesdk-go/compute/internal/imagetest"
 	"github.com/creack/pty"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// busyboxImage is an image of the host's static busybox (its applets as
-// links) and /etc/image-marker, built here.
-func busyboxImage(t *testing.T) v1.Image {
-	t.Helper()
-	bin, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skip("skipped: no /bin/busybox on this machine (apt-get install busybox-static): image roots are tested with it")
-	}
-	out, err := exec.Command("/bin/busybox", "--list").Output()
-	if err != nil {
-		t.Skipf("skipped: /bin/busybox --list: %v", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-		h.Size = int64(len(body))
-		tw.WriteHeader(h)
-		tw.Write(body)
-	}
-	add(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bin)
-	for _, applet := range strings.Fields(string(out)) {
-		if applet != "busybox" {
-			add(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-		}
-	}
-	add(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	add(&tar.Header{Name: "etc/image-marker", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("from the image\n"))
-	tw.Close()
-	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Env = []string{"PATH=/bin", "IMAGE_VAR=set-by-image"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
+// busyboxImage is imagetest.Busybox with IMAGE_VAR=set-by-image.
+func busyboxImage(t *testing.T) v1.Image { return imagetest.Busybox(t, "IMAGE_VAR=set-by-image") }
 
 // --image on run, exec, shell and mcp with the local provider: the
 // sandbox's root is the image, pulled from a registry in this process

@@ -1,101 +1,26 @@
 package modaltest_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"io"
-	"log"
 	"log/slog"
-	"net/http/httptest"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/computesdk-go/compute/imagestore"
+	"github.com/computesdk-go/compute/internal/imagetest"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/modal/modaltest"
 )
 
-// busyboxImage is an image of the host's static busybox (its applets as
-// links), a marker file and an environment variable, built here.
-func busyboxImage(t *testing.T) v1.Image {
-	t.Helper()
-	bin, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skip("skipped: no /bin/busybox on this machine (apt-get install busybox-static): image roots are tested with it")
-	}
-	out, err := exec.Command("/bin/busybox", "--list").Output()
-	if err != nil {
-		t.Skipf("skipped: /bin/busybox --list: %v", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-		h.Size = int64(len(body))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(body)
-	}
-	add(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755}, bin)
-	for _, applet := range strings.Fields(string(out)) {
-		if applet != "busybox" {
-			add(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-		}
-	}
-	add(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	add(&tar.Header{Name: "etc/image-marker", Typeflag: tar.TypeReg, Mode: 0o644}, []byte("from the image\n"))
-	tw.Close()
-	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, _ := img.ConfigFile()
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Env = []string{"PATH=/bin", "IMAGE_VAR=set-by-image"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
+// busyboxImage is imagetest.Busybox with IMAGE_VAR=set-by-image.
+func busyboxImage(t *testing.T) v1.Image { return imagetest.Busybox(t, "IMAGE_VAR=set-by-image") }
 
-// testRegistry serves img at REGISTRY/busybox:v1 from this process (plain
-// HTTP on 127.0.0.1, which the image store allows) and returns that
-// reference.
-func testRegistry(t *testing.T, img v1.Image) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	ref := strings.TrimPrefix(srv.URL, "http://") + "/busybox:v1"
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	return ref
-}
+// testRegistry serves img from this process: imagetest.Serve.
+func testRegistry(t *testing.T, img v1.Image) string { return imagetest.Serve(t, img) }
 
 // logLines collects the server's log.
 type logLines struct {
