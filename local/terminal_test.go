@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/internal/termtest"
 	"github.com/computesdk-go/compute/local"
 )
 
@@ -33,18 +33,8 @@ import (
 // against hangs, not a speed limit.
 const screenWait = time.Minute
 
-// termScreen reads a terminal in the background and keeps all it showed.
-type termScreen struct {
-	t    *testing.T
-	term *compute.Terminal
-
-	mu      sync.Mutex
-	buf     strings.Builder
-	seen    int
-	err     error
-	changed chan struct{}
-	done    chan struct{}
-}
+// termScreen watches a compute terminal (package termtest).
+type termScreen = termtest.Screen[*compute.Terminal]
 
 // openTerm starts a terminal in sb, closed when the test ends.
 func openTerm(t *testing.T, sb *compute.Sandbox, opts *compute.TerminalOptions) *termScreen {
@@ -56,94 +46,7 @@ func openTerm(t *testing.T, sb *compute.Sandbox, opts *compute.TerminalOptions) 
 		t.Fatalf("Terminal(%+v): %v", opts, err)
 	}
 	t.Cleanup(func() { term.Close() })
-	s := &termScreen{t: t, term: term, changed: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		b := make([]byte, 4096)
-		for {
-			n, err := term.Read(b)
-			s.mu.Lock()
-			s.buf.Write(b[:n])
-			s.err = err
-			close(s.changed)
-			s.changed = make(chan struct{})
-			s.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return s
-}
-
-// expect waits until what the terminal showed after the last match
-// matches re, and returns the submatches.
-func (s *termScreen) expect(re string) []string {
-	s.t.Helper()
-	rx := regexp.MustCompile(re)
-	timeout := time.After(screenWait)
-	for {
-		s.mu.Lock()
-		out := s.buf.String()[s.seen:]
-		if loc := rx.FindStringSubmatchIndex(out); loc != nil {
-			m := rx.FindStringSubmatch(out)
-			s.seen += loc[1]
-			s.mu.Unlock()
-			return m
-		}
-		changed, err := s.changed, s.err
-		s.mu.Unlock()
-		if err != nil {
-			s.t.Fatalf("the terminal ended (%v) before showing %q; it showed:\n%q", err, re, out)
-		}
-		select {
-		case <-changed:
-		case <-timeout:
-			s.t.Fatalf("the terminal did not show %q within %v; it showed:\n%q", re, screenWait, out)
-		}
-	}
-}
-
-func (s *termScreen) typeIn(keys string) {
-	s.t.Helper()
-	if _, err := s.term.Write([]byte(keys)); err != nil {
-		s.t.Fatalf("Write(%q): %v", keys, err)
-	}
-}
-
-// exit waits for the program's exit code and for Read's io.EOF.
-func (s *termScreen) exit() int {
-	s.t.Helper()
-	type result struct {
-		code int
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		code, err := s.term.Wait()
-		ch <- result{code, err}
-	}()
-	var r result
-	select {
-	case r = <-ch:
-	case <-time.After(screenWait):
-		s.mu.Lock()
-		out := s.buf.String()[s.seen:]
-		s.mu.Unlock()
-		s.t.Fatalf("Wait did not return within %v; the terminal showed since the last match:\n%q", screenWait, out)
-	}
-	if r.err != nil {
-		s.t.Fatalf("Wait: %v", r.err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(screenWait):
-		s.t.Fatalf("Read did not end within %v of the exit", screenWait)
-	}
-	if !errors.Is(s.err, io.EOF) {
-		s.t.Errorf("Read after the exit: %v, want io.EOF", s.err)
-	}
-	return r.code
+	return termtest.New(t, term, screenWait)
 }
 
 // isolations runs f on a sandbox of each isolation mode.
@@ -200,20 +103,20 @@ func TestTerminalOwnDevpts(t *testing.T) {
 		t.Errorf("a sandbox without terminals lists in /dev/pts:\n%s\nwant ptmx alone (no host or other sandbox terminals)", out)
 	}
 	sc := openTerm(t, a, &compute.TerminalOptions{Argv: shellCmd(`tty; echo "list: $(ls /dev/pts | tr '\n' ' ')"; stat -c 'owner %u:%g mode %a' "$(tty)"; readlink /dev/ptmx; echo via-dev-tty > /dev/tty; grep -w devpts /proc/self/mounts`)})
-	sc.expect(`^/dev/pts/0\r\n`)
-	sc.expect(`list: 0 ptmx \r\n`)
-	sc.expect(`owner 0:0 mode 620\r\n`)
-	sc.expect(`pts/ptmx\r\n`)
-	sc.expect(`via-dev-tty\r\n`) // /dev/tty is the controlling terminal
-	m := sc.expect(`devpts /dev/pts devpts (\S+)`)
+	sc.Expect(`^/dev/pts/0\r\n`)
+	sc.Expect(`list: 0 ptmx \r\n`)
+	sc.Expect(`owner 0:0 mode 620\r\n`)
+	sc.Expect(`pts/ptmx\r\n`)
+	sc.Expect(`via-dev-tty\r\n`) // /dev/tty is the controlling terminal
+	m := sc.Expect(`devpts /dev/pts devpts (\S+)`)
 	if !strings.Contains(m[1], "ptmxmode=666") || !strings.Contains(m[1], "max=") {
 		t.Errorf("the sandbox's devpts options %q: want its own instance with ptmxmode=666 and a max", m[1])
 	}
-	if code := sc.exit(); code != 0 {
+	if code := sc.WaitExit(); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
 	// A terminal lasts until its master side is closed.
-	sc.term.Close()
+	sc.Term.Close()
 	// A terminal a program opens inside the sandbox is of its devpts too.
 	res := python(t, a, `import os, pty
 m, s = pty.openpty()
@@ -275,11 +178,9 @@ print("probe-done", flush=True)
 func TestTerminalInjectionRefused(t *testing.T) {
 	sb := newSandbox(t, nil)
 	sc := openTerm(t, sb, &compute.TerminalOptions{Argv: []string{"python3", "-c", ioctlProbe}})
-	sc.expect(`probe-done`)
-	sc.exit()
-	sc.mu.Lock()
-	out := sc.buf.String()
-	sc.mu.Unlock()
+	sc.Expect(`probe-done`)
+	sc.WaitExit()
+	out := sc.Output()
 	seen := 0
 	for _, line := range strings.Split(out, "\r\n") {
 		f := strings.Fields(line)
@@ -308,15 +209,15 @@ func TestTerminalConfinement(t *testing.T) {
 	sb := newSandboxWith(t, local.Options{MaxMemory: 128 << 20, DiskSize: 32 << 20}, nil)
 	limits := requireCgroups(t, sb)
 	sc := openTerm(t, sb, &compute.TerminalOptions{Argv: shellCmd(`id -u; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/cgroup | grep pids`)})
-	sc.expect(`^0\r\n`)
-	sc.expect(`CapEff:\s+0+\r\n`)
-	sc.expect(`CapBnd:\s+0+\r\n`)
-	sc.expect(`NoNewPrivs:\s+1\r\n`)
-	sc.expect(`Seccomp:\s+2\r\n`)
+	sc.Expect(`^0\r\n`)
+	sc.Expect(`CapEff:\s+0+\r\n`)
+	sc.Expect(`CapBnd:\s+0+\r\n`)
+	sc.Expect(`NoNewPrivs:\s+1\r\n`)
+	sc.Expect(`Seccomp:\s+2\r\n`)
 	if strings.Contains(strings.Join(limits, "\n"), "commands: each in a cgroup of its own") {
-		sc.expect(`pids:/cmd-\d+\r\n`) // its own, below the sandbox's (a cgroup namespace)
+		sc.Expect(`pids:/cmd-\d+\r\n`) // its own, below the sandbox's (a cgroup namespace)
 	}
-	sc.exit()
+	sc.WaitExit()
 
 	// Memory: the program is killed at the sandbox's limit, and Wait says why.
 	ctx, cancel := context.WithTimeout(context.Background(), screenWait)
@@ -342,7 +243,7 @@ func TestTerminalConfinement(t *testing.T) {
 	if !strings.Contains(string(st), fmt.Sprintf("\nUid:\t%d\t", uid)) {
 		t.Errorf("the terminal's program runs as another host uid than the sandbox's code (%d):\n%s", uid, st)
 	}
-	sc.term.Close()
+	sc.Term.Close()
 }
 
 // hostProcesses returns the host pids whose command line contains s.
@@ -475,16 +376,16 @@ func TestTerminalCloseAndDestroyKill(t *testing.T) {
 			shell(t, sb, "true") // the sandbox's first command: its cgroups are ready
 			before := openFDs(t)
 			sc := openTerm(t, sb, &compute.TerminalOptions{Argv: shellCmd(script)})
-			sc.expect("started")
+			sc.Expect("started")
 			waitHostProcesses(t, "sleep "+mark, 4)
 			if ptyFDs() == 0 {
 				t.Fatal("no terminal master among the host's descriptors while a terminal is open: the leak check cannot see one")
 			}
-			if err := sc.term.Close(); err != nil {
+			if err := sc.Term.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
 			expectGone(t, "sleep "+mark, "after Close")
-			<-sc.done
+			<-sc.Done()
 			expectFDs(t, before, "after Close")
 
 			// The program exited, its background jobs did not: Close still
@@ -492,12 +393,12 @@ func TestTerminalCloseAndDestroyKill(t *testing.T) {
 			// (They ignore the SIGHUP the kernel sends the foreground process
 			// group when the session's leader exits, and hold the terminal.)
 			sc = openTerm(t, sb, &compute.TerminalOptions{Argv: shellCmd("trap '' HUP; sleep " + mark + "5 & sleep " + mark + "6 & echo started")})
-			sc.expect("started")
-			if code := sc.exit(); code != 0 {
+			sc.Expect("started")
+			if code := sc.WaitExit(); code != 0 {
 				t.Errorf("exit code %d", code)
 			}
 			waitHostProcesses(t, "sleep "+mark, 2)
-			if err := sc.term.Close(); err != nil {
+			if err := sc.Term.Close(); err != nil {
 				t.Fatalf("Close after the exit: %v", err)
 			}
 			expectGone(t, "sleep "+mark, "after Close of a terminal whose program exited")
@@ -505,22 +406,22 @@ func TestTerminalCloseAndDestroyKill(t *testing.T) {
 
 			// Destroy, with the terminal open.
 			sc = openTerm(t, sb, &compute.TerminalOptions{Argv: shellCmd(script)})
-			sc.expect("started")
+			sc.Expect("started")
 			waitHostProcesses(t, "sleep "+mark, 4)
 			if err := sb.Destroy(ctx); err != nil {
 				t.Fatal(err)
 			}
 			expectGone(t, "sleep "+mark, "after Destroy")
 			select {
-			case <-sc.done:
+			case <-sc.Done():
 			case <-time.After(screenWait):
 				t.Fatalf("Read did not end within %v of Destroy", screenWait)
 			}
-			if _, err := sc.term.Wait(); !errors.Is(err, compute.ErrStopped) {
+			if _, err := sc.Term.Wait(); !errors.Is(err, compute.ErrStopped) {
 				t.Errorf("Wait after Destroy: %v, want ErrStopped", err)
 			}
 			expectFDs(t, beforeSandbox, "after Destroy")
-			if err := sc.term.Close(); err != nil {
+			if err := sc.Term.Close(); err != nil {
 				t.Errorf("Close after Destroy: %v", err)
 			}
 			if _, err := sb.Terminal(ctx, nil); !errors.Is(err, compute.ErrStopped) {
@@ -558,33 +459,33 @@ func TestTerminalJobControl(t *testing.T) {
 			Argv: []string{"bash", "--norc", "--noprofile", "-i"},
 			Env:  map[string]string{"PS1": "jc$ "},
 		})
-		sc.expect(`jc\$ `)
-		sc.typeIn("sleep " + mark + "1 &\r")
-		sc.expect(`\[1\] \d+`)
-		sc.expect(`jc\$ `)
-		sc.typeIn("jobs\r")
-		sc.expect(`\[1\]\+\s+Running\s+sleep ` + regexp.QuoteMeta(mark) + `1 &`)
-		sc.expect(`jc\$ `)
-		sc.typeIn("fg\r")
-		sc.expect(`sleep ` + regexp.QuoteMeta(mark) + `1\r\n`)
+		sc.Expect(`jc\$ `)
+		sc.Type("sleep " + mark + "1 &\r")
+		sc.Expect(`\[1\] \d+`)
+		sc.Expect(`jc\$ `)
+		sc.Type("jobs\r")
+		sc.Expect(`\[1\]\+\s+Running\s+sleep ` + regexp.QuoteMeta(mark) + `1 &`)
+		sc.Expect(`jc\$ `)
+		sc.Type("fg\r")
+		sc.Expect(`sleep ` + regexp.QuoteMeta(mark) + `1\r\n`)
 		foreground(t, sb, "sleep "+mark+"1")
-		sc.typeIn("\x03")
-		sc.expect(`jc\$ `)
-		sc.typeIn("echo status=$?; jobs; echo jobs-listed\r")
-		sc.expect(`status=130\r\n(\x1b\[\?2004l\r)?jobs-listed`)
+		sc.Type("\x03")
+		sc.Expect(`jc\$ `)
+		sc.Type("echo status=$?; jobs; echo jobs-listed\r")
+		sc.Expect(`status=130\r\n(\x1b\[\?2004l\r)?jobs-listed`)
 		// Ctrl-Z stops the foreground job; the shell gets the terminal back.
-		sc.typeIn("sleep " + mark + "2\r")
+		sc.Type("sleep " + mark + "2\r")
 		foreground(t, sb, "sleep "+mark+"2")
-		sc.typeIn("\x1a")
-		sc.expect(`\[1\]\+\s+Stopped\s+sleep ` + regexp.QuoteMeta(mark) + `2`)
-		sc.expect(`jc\$ `)
-		sc.typeIn("bg\r") // resumed in the background
-		sc.expect(`\[1\]\+ sleep ` + regexp.QuoteMeta(mark) + `2 &`)
-		sc.expect(`jc\$ `)
-		sc.typeIn("kill %1; wait; echo kill''ed\r")
-		sc.expect(`killed\r\n`)
-		sc.typeIn("exit 4\r")
-		if code := sc.exit(); code != 4 {
+		sc.Type("\x1a")
+		sc.Expect(`\[1\]\+\s+Stopped\s+sleep ` + regexp.QuoteMeta(mark) + `2`)
+		sc.Expect(`jc\$ `)
+		sc.Type("bg\r") // resumed in the background
+		sc.Expect(`\[1\]\+ sleep ` + regexp.QuoteMeta(mark) + `2 &`)
+		sc.Expect(`jc\$ `)
+		sc.Type("kill %1; wait; echo kill''ed\r")
+		sc.Expect(`killed\r\n`)
+		sc.Type("exit 4\r")
+		if code := sc.WaitExit(); code != 4 {
 			t.Errorf("exit 4: exit code %d", code)
 		}
 	})
@@ -594,19 +495,19 @@ func TestTerminalJobControl(t *testing.T) {
 func TestTerminalPythonREPL(t *testing.T) {
 	isolations(t, local.Options{}, func(t *testing.T, sb *compute.Sandbox) {
 		sc := openTerm(t, sb, &compute.TerminalOptions{Argv: []string{"python3", "-i", "-q"}})
-		sc.expect(`>>> `)
-		sc.typeIn("1+1\r")
-		sc.expect(`1\+1\r\n2\r\n>>> `)
-		sc.typeIn("import os; os.isatty(0), os.ttyname(0).startswith('/dev/pts/')\r")
-		sc.expect(`\(True, True\)\r\n>>> `)
-		sc.typeIn("for i in range(10**12): i == 1000 and print('spin' + 'ning')\r")
-		sc.expect(`\.\.\. `)
-		sc.typeIn("\r")
-		sc.expect(`spinning\r\n`)
-		sc.typeIn("\x03") // KeyboardInterrupt, and the REPL goes on
-		sc.expect(`KeyboardInterrupt\r\n>>> `)
-		sc.typeIn("exit(5)\r")
-		if code := sc.exit(); code != 5 {
+		sc.Expect(`>>> `)
+		sc.Type("1+1\r")
+		sc.Expect(`1\+1\r\n2\r\n>>> `)
+		sc.Type("import os; os.isatty(0), os.ttyname(0).startswith('/dev/pts/')\r")
+		sc.Expect(`\(True, True\)\r\n>>> `)
+		sc.Type("for i in range(10**12): i == 1000 and print('spin' + 'ning')\r")
+		sc.Expect(`\.\.\. `)
+		sc.Type("\r")
+		sc.Expect(`spinning\r\n`)
+		sc.Type("\x03") // KeyboardInterrupt, and the REPL goes on
+		sc.Expect(`KeyboardInterrupt\r\n>>> `)
+		sc.Type("exit(5)\r")
+		if code := sc.WaitExit(); code != 5 {
 			t.Errorf("exit(5): exit code %d", code)
 		}
 	})
