@@ -185,19 +185,12 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 		gpus = nil // plain host processes see the devices anyway
 	}
 	var img *sandboxImage
+	var steps []imageStep
 	if opts.Image != "" {
 		if p.opts.Isolation == IsolationNone {
 			return nil, fmt.Errorf("local: images need isolation (an image root is a mount of the sandbox's own); this provider runs unisolated (IsolationNone): %w", driver.ErrUnsupported)
 		}
-		if img, err = p.openImage(ctx, opts.Image); err != nil {
-			return nil, err
-		}
-	}
-	var steps []imageStep
-	if img != nil && len(opts.ImageSteps) > 0 {
-		base := img
-		if img, steps, err = base.withSteps(opts.ImageSteps); err != nil {
-			base.release()
+		if img, steps, err = p.holdImage(ctx, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -234,15 +227,8 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 			if img != nil {
 				// The dead spare released the image: hold it again.
 				img.release()
-				if img, err = p.openImage(ctx, opts.Image); err != nil {
+				if img, steps, err = p.holdImage(ctx, opts); err != nil {
 					return nil, err
-				}
-				if len(steps) > 0 {
-					base := img
-					if img, steps, err = base.withSteps(opts.ImageSteps); err != nil {
-						base.release()
-						return nil, err
-					}
 				}
 			}
 		}
@@ -350,6 +336,21 @@ func (p *Provider) Close() error {
 		errs = append(errs, s.destroy())
 	}
 	return errors.Join(errs...)
+}
+
+// holdImage opens opts.Image (held until released) with opts.ImageSteps
+// applied to its configuration, and returns the RUN steps left to run.
+func (p *Provider) holdImage(ctx context.Context, opts *driver.CreateOptions) (*sandboxImage, []imageStep, error) {
+	base, err := p.openImage(ctx, opts.Image)
+	if err != nil || len(opts.ImageSteps) == 0 {
+		return base, nil, err
+	}
+	img, steps, err := base.withSteps(opts.ImageSteps)
+	if err != nil {
+		base.release()
+		return nil, nil, err
+	}
+	return img, steps, nil
 }
 
 // startCancelable starts a sandbox, giving up (and cleaning up) when ctx
