@@ -6,93 +6,22 @@ import (
 	"io"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/internal/termtest"
 	"github.com/computesdk-go/compute/modal"
 	"github.com/computesdk-go/compute/modal/modaltest"
 )
 
-// termScreen reads a terminal in the background and keeps what it showed.
-type termScreen struct {
-	t       *testing.T
-	term    *compute.Terminal
-	mu      sync.Mutex
-	buf     strings.Builder
-	seen    int
-	changed chan struct{}
-	err     error
-	done    chan struct{}
-}
+// termScreen watches a terminal (package termtest).
+type termScreen = termtest.Screen[*compute.Terminal]
 
 func watchTerminal(t *testing.T, term *compute.Terminal) *termScreen {
-	s := &termScreen{t: t, term: term, changed: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		b := make([]byte, 4096)
-		for {
-			n, err := term.Read(b)
-			s.mu.Lock()
-			s.buf.Write(b[:n])
-			s.err = err
-			close(s.changed)
-			s.changed = make(chan struct{})
-			s.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return s
-}
-
-// expect waits until the output after the last match matches re.
-func (s *termScreen) expect(re string) []string {
-	s.t.Helper()
-	rx := regexp.MustCompile(re)
-	timeout := time.After(time.Minute)
-	for {
-		s.mu.Lock()
-		out := s.buf.String()[s.seen:]
-		if loc := rx.FindStringSubmatchIndex(out); loc != nil {
-			m := rx.FindStringSubmatch(out)
-			s.seen += loc[1]
-			s.mu.Unlock()
-			return m
-		}
-		changed, err := s.changed, s.err
-		s.mu.Unlock()
-		if err != nil {
-			s.t.Fatalf("the terminal ended (%v) before showing %q; it showed:\n%q", err, re, out)
-		}
-		select {
-		case <-changed:
-		case <-timeout:
-			s.t.Fatalf("the terminal did not show %q within a minute; it showed:\n%q", re, out)
-		}
-	}
-}
-
-func (s *termScreen) typeIn(keys string) {
-	s.t.Helper()
-	if _, err := s.term.Write([]byte(keys)); err != nil {
-		s.t.Fatalf("Write(%q): %v", keys, err)
-	}
-}
-
-// readEnd waits for Read to end and returns its final error.
-func (s *termScreen) readEnd() error {
-	s.t.Helper()
-	select {
-	case <-s.done:
-	case <-time.After(hangGuard):
-		s.t.Fatalf("Read still blocked after %v", hangGuard)
-	}
-	return s.err
+	return termtest.New(t, term, hangGuard)
 }
 
 func terminalSandbox(t *testing.T) (*modaltest.Server, *compute.Sandbox) {
@@ -131,7 +60,7 @@ func TestTerminalSizeHolds(t *testing.T) {
 			Rows: size[0], Cols: size[1],
 		})
 		want := regexp.QuoteMeta(strings.Join([]string{itoa(size[0]), itoa(size[1])}, " ")) + `\r\n`
-		sc.expect(want)
+		sc.Expect(want)
 		err := term.Resize(size[0]+10, size[1]+10)
 		if !errors.Is(err, compute.ErrUnsupported) || !strings.Contains(err.Error(), "Modal cannot resize a running terminal") {
 			t.Errorf("Resize = %v; want compute.ErrUnsupported saying Modal cannot resize a running terminal", err)
@@ -140,12 +69,12 @@ func TestTerminalSizeHolds(t *testing.T) {
 		if !errors.As(err, &me) {
 			t.Errorf("Resize error %T, want *modal.Error", err)
 		}
-		sc.typeIn("\r")
-		sc.expect(want)
+		sc.Type("\r")
+		sc.Expect(want)
 		if code, err := term.Wait(); code != 0 || err != nil {
 			t.Errorf("size %v: Wait = %d, %v; want 0", size, code, err)
 		}
-		if err := sc.readEnd(); err != io.EOF {
+		if err := sc.ReadEnd(); err != io.EOF {
 			t.Errorf("Read after exit: %v, want io.EOF", err)
 		}
 	}
@@ -166,8 +95,8 @@ func TestTerminalLongArgv(t *testing.T) {
 	_, sb := terminalSandbox(t)
 	long := strings.Repeat("x", 100<<10)
 	term, sc := openTerminal(t, sb, &compute.TerminalOptions{Argv: []string{"sh", "-c", `tty; echo "len=${#1}"`, "sh", long}})
-	sc.expect(`/dev/pts/\d+\r\n`)
-	sc.expect(`len=102400\r\n`)
+	sc.Expect(`/dev/pts/\d+\r\n`)
+	sc.Expect(`len=102400\r\n`)
 	if code, err := term.Wait(); code != 0 || err != nil {
 		t.Errorf("Wait = %d, %v", code, err)
 	}
@@ -210,7 +139,7 @@ func TestTerminalDestroyed(t *testing.T) {
 	t.Parallel()
 	_, sb := terminalSandbox(t)
 	term, sc := openTerminal(t, sb, &compute.TerminalOptions{Argv: []string{"sh", "-c", "echo started; exec sleep 3600"}})
-	sc.expect(`started`)
+	sc.Expect(`started`)
 	if err := sb.Destroy(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +152,7 @@ func TestTerminalDestroyed(t *testing.T) {
 	if (err == nil && code != 137) || (err != nil && !errors.Is(err, compute.ErrStopped)) {
 		t.Errorf("Wait after Destroy = %d, %v; want 137 or an error matching compute.ErrStopped", code, err)
 	}
-	if rerr := sc.readEnd(); (err == nil) != (rerr == io.EOF) {
+	if rerr := sc.ReadEnd(); (err == nil) != (rerr == io.EOF) {
 		t.Errorf("Read after Destroy ended with %v, and Wait with %v; want io.EOF with an exit status, Wait's error without", rerr, err)
 	}
 	if _, err := sb.Terminal(testContext(t), nil); !errors.Is(err, compute.ErrStopped) {
@@ -252,7 +181,7 @@ func TestHangTerminal(t *testing.T) {
 		t.Parallel()
 		srv, sb := terminalSandbox(t)
 		term, sc := openTerminal(t, sb, &compute.TerminalOptions{Argv: []string{"sh", "-c", "echo started; exec sleep 3600"}})
-		sc.expect(`started`)
+		sc.Expect(`started`)
 		// The write's call outlives Close (the SDK gives it no context):
 		// it hangs for 5 s, long past the Close that ends its wait.
 		srv.Inject("TaskExecStdinWrite", modaltest.Fault{Delay: 5 * time.Second, Times: 1})
@@ -291,7 +220,7 @@ func TestHangTerminal(t *testing.T) {
 		// good after 50000 bytes.
 		srv.Inject("TaskExecStdioRead", modaltest.Fault{Code: codes.PermissionDenied, Message: "no more output", BreakAfterBytes: 50000, Times: 1})
 		term, sc := openTerminal(t, sb, &compute.TerminalOptions{Argv: []string{"sh", "-c", "echo started; yes | head -c 200000; exec sleep 3600"}})
-		sc.expect(`started`)
+		sc.Expect(`started`)
 		var (
 			code int
 			err  error
@@ -301,7 +230,7 @@ func TestHangTerminal(t *testing.T) {
 		if err == nil {
 			t.Errorf("Wait of a terminal whose output broke = %d, nil; want an error", code)
 		}
-		if rerr := sc.readEnd(); rerr == nil || rerr == io.EOF {
+		if rerr := sc.ReadEnd(); rerr == nil || rerr == io.EOF {
 			t.Errorf("Read of a terminal whose output broke ended with %v; want the error", rerr)
 		}
 	})

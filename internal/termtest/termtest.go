@@ -143,3 +143,16 @@ func (s *Screen[T]) WaitExit() int {
 	}
 	return r.code
 }
+
+// ReadEnd waits for reading to end and returns Read's final error.
+func (s *Screen[T]) ReadEnd() error {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(s.timeout):
+		s.t.Fatalf("Read still blocked after %v", s.timeout)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
