@@ -455,13 +455,18 @@ func (p *process) wait() {
 	p.readersDone.Wait()
 	p.markStarted()
 	p.mu.Lock()
-	exited, ended, cut, readErr := p.exited, p.ended, p.cut, p.readErr
+	exited, ended, cut, readErr, endErr := p.exited, p.ended, p.cut, p.readErr, p.endErr
 	if ended && !exited {
-		code, err = p.endCode, p.endErr
+		code, err = p.endCode, endErr
 	}
 	p.mu.Unlock()
 	switch {
 	case err != nil:
+	case exited && cut && endErr != nil:
+		// The status came, but end had already cut the output short, for
+		// a reason it gave (the sandbox was destroyed, a kill's grace ran
+		// out...): that reason is why the output may be incomplete.
+		err = endErr
 	case exited && cut:
 		// The status came, but end had already cut the output short.
 		err = &Error{Op: "exec", Sandbox: p.s.id, Msg: "the command exited, but Modal stopped delivering its output: it may be incomplete"}
