@@ -91,7 +91,38 @@ type Config struct {
 	// image python:3.13-slim", "starting sandbox", ...), for interfaces
 	// that show what a slow create is doing. It must not block.
 	Progress func(msg string)
+	// Prestart is how many sandboxes the provider keeps started ahead of
+	// demand (a warm pool, at most MaxPrestart), so that a Create takes a
+	// running one instead of waiting for Modal: it saves the create's
+	// round trip and Modal's start-up. Zero, the default, keeps none:
+	// Modal bills a prestarted sandbox while it waits, as any running one.
+	//
+	// The pool holds sandboxes with the provider's default options
+	// (Config.Sandbox and nothing else), and only a Create whose options
+	// are exactly those gets one: no CreateOptions field set (Provider
+	// aside), not through a provider from With with other options. Other
+	// Creates start their own sandbox, as without a pool. New starts
+	// filling it, and a Create that takes one starts its replacement.
+	// A pooled sandbox is started with a lifetime one minute longer
+	// than the default one and is replaced (terminated, another started)
+	// when it has waited a minute, so the sandbox a Create gets runs at
+	// least as long as a fresh one would (Info reports its real start and
+	// lifetime). One that ends while it waits is dropped, never handed
+	// out. Pooled sandboxes carry the tag computesdk-pool instead of the
+	// provider's own, so List does not show them; a handed out one gets
+	// its tags in the background (List waits for that).
+	//
+	// Close terminates the pool (sandboxes handed out keep running, as
+	// always). Failures to start one are logged and leave the pool short
+	// until the next Create, which reports such errors itself.
+	// Prestart cannot be combined with Sandbox.Name (names are unique) or
+	// Sandbox.IdleTimeout (a waiting sandbox is idle).
+	Prestart int
 }
+
+// MaxPrestart is the largest Config.Prestart: a guard against a typo
+// that would keep hundreds of billed sandboxes waiting.
+const MaxPrestart = 100
 
 // SandboxOptions are Modal's own options for a sandbox. The zero value
 // means Modal's defaults. Give them for every sandbox with Config.Sandbox,
