@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,7 +60,11 @@ type asset struct {
 	contentType string
 }
 
-var assets = load()
+// assets are the embedded files by name, read and hashed on first use:
+// this package is linked into every compute command, and doing it at init
+// (about 400 KiB copied and hashed) would slow the start of each one, also
+// those that never serve the console (issue 16).
+var assets = sync.OnceValue(load)
 
 func load() map[string]*asset {
 	m := map[string]*asset{}
@@ -121,7 +126,7 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.Path, Prefix):
 		name = strings.TrimPrefix(r.URL.Path, Prefix)
 	}
-	a := assets[name]
+	a := assets()[name]
 	if a == nil || name == "index.html" && r.URL.Path != "/" {
 		http.Error(w, "404 not found: the console's page is at /", http.StatusNotFound)
 		return
