@@ -47,7 +47,17 @@ func (o *CreateOptions) Validate() error {
 	if len(o.Image) > MaxImageRef || strings.ContainsAny(o.Image, "\x00\n\r") {
 		return fmt.Errorf("compute: image %.80q is not an image reference (no NUL or line breaks, at most %d bytes): %w", o.Image, MaxImageRef, ErrInvalid)
 	}
-	return ValidateImageSteps(o.Image, o.ImageSteps)
+	if err := ValidateImageSteps(o.Image, o.ImageSteps); err != nil {
+		return err
+	}
+	if o.ImageContext == nil {
+		for i, step := range o.ImageSteps {
+			if instr, _, _ := ParseImageStep(step); instr == "COPY" {
+				return fmt.Errorf("compute: image step %d (%.80q): COPY needs the files it copies from: set CreateOptions.ImageContext (e.g. os.DirFS(dir)): %w", i+1, step, ErrInvalid)
+			}
+		}
+	}
+	return nil
 }
 
 // MaxImageRef bounds the length of CreateOptions.Image.
@@ -61,10 +71,10 @@ const (
 )
 
 // ValidateImageSteps reports whether steps can be built on image: image
-// is not empty, there are at most MaxImageSteps, and each is a RUN, ENV
-// or WORKDIR line (see CreateOptions.ImageSteps) of at most MaxImageStep
-// bytes with no NUL or line break. The error names the step and wraps
-// ErrInvalid (ErrUnsupported for COPY and ADD).
+// is not empty, there are at most MaxImageSteps, and each is a RUN, ENV,
+// WORKDIR or COPY line (see CreateOptions.ImageSteps) of at most
+// MaxImageStep bytes with no NUL or line break. The error names the step
+// and wraps ErrInvalid (ErrUnsupported for ADD).
 func ValidateImageSteps(image string, steps []string) error {
 	if len(steps) == 0 {
 		return nil
@@ -133,10 +143,14 @@ func ParseImageStep(step string) (instr, arg string, err error) {
 		if arg == "" {
 			return "", "", fmt.Errorf("WORKDIR without a directory")
 		}
-	case "COPY", "ADD":
-		return "", "", fmt.Errorf("%s is not supported: image steps cannot read the caller's files yet; put the files in the base image, or write them into the sandbox after Create: %w", instr, ErrUnsupported)
+	case "COPY":
+		if _, _, err := ParseCopy(arg); err != nil {
+			return "", "", err
+		}
+	case "ADD":
+		return "", "", fmt.Errorf("ADD is not supported (it fetches URLs and unpacks archives); write COPY, or RUN a download: %w", ErrUnsupported)
 	default:
-		return "", "", fmt.Errorf("unknown instruction %q; image steps take RUN, ENV and WORKDIR", instr)
+		return "", "", fmt.Errorf("unknown instruction %q; image steps take RUN, ENV, WORKDIR and COPY", instr)
 	}
 	return instr, arg, nil
 }

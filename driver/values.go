@@ -58,12 +58,20 @@ type CreateOptions struct {
 	Image string
 	// ImageSteps are Dockerfile lines applied in order on top of Image,
 	// which they need: "RUN cmd" (shell form, run with /bin/sh -c),
-	// "ENV K=V" (or "ENV K V") and "WORKDIR dir". Modal builds them with
-	// its Dockerfile commands and caches the result; the local provider
-	// applies ENV and WORKDIR to the image's configuration and refuses
-	// RUN with an error matching ErrUnsupported. Other instructions (COPY
-	// among them) are refused by Validate.
+	// "ENV K=V" (or "ENV K V"), "WORKDIR dir" and "COPY src... dest"
+	// (from ImageContext; see ResolveCopy). The image they make is built
+	// once and cached: Modal builds them with its Dockerfile commands;
+	// the local provider runs each RUN and COPY in a sandbox of its own
+	// and stores the files it changed as a layer keyed by the steps so
+	// far (and the copied files' content), so a later Create with the
+	// same steps runs none, and one that adds a step runs only that.
+	// Other instructions (ADD among them) are refused by Validate.
 	ImageSteps []string
+	// ImageContext holds the files COPY steps copy: their sources are
+	// paths in it. os.DirFS(dir) or (*os.Root).FS() for a directory (the
+	// latter keeps links from leading out of it), an embed.FS, or an
+	// fstest.MapFS. At most MaxImageContextBytes are copied.
+	ImageContext fs.FS
 }
 
 // Network is a sandbox's network policy.

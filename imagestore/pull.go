@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,54 @@ type PullOptions struct {
 	// Logger receives notes about what unpacking skipped or changed
 	// (device nodes, setuid bits); nil discards them.
 	Logger *slog.Logger
+	// AllowRegistry, when set, is asked about the registry host (with
+	// its port, if any: "index.docker.io", "ghcr.io", "localhost:5000")
+	// of every registry reference before anything is fetched, or found
+	// in the store by it; an error it returns refuses the pull, wrapped
+	// in ErrRegistryRefused. A server uses it to keep clients to the
+	// registries it trusts (AllowRegistries makes one from a list).
+	// References to this machine's files (oci:, docker-archive:) are
+	// not asked about.
+	AllowRegistry func(registry string) error
+	// Anonymous pulls without credentials, whatever Keychain says: a
+	// server pulling for its clients then cannot hand them an image only
+	// its own credentials could read.
+	Anonymous bool
+}
+
+// ErrRegistryRefused is returned by Pull for a reference to a registry
+// that PullOptions.AllowRegistry refused.
+var ErrRegistryRefused = errors.New("imagestore: registry not allowed")
+
+// AllowRegistries returns a PullOptions.AllowRegistry that allows these
+// registry hosts (compared without case; "docker.io" also names
+// "index.docker.io", Docker Hub's own name) and refuses every other,
+// saying which are allowed.
+func AllowRegistries(hosts ...string) func(registry string) error {
+	allowed := map[string]bool{}
+	for _, h := range hosts {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "docker.io" {
+			h = "index.docker.io"
+		}
+		if h != "" {
+			allowed[h] = true
+		}
+	}
+	return func(registry string) error {
+		if allowed[strings.ToLower(registry)] {
+			return nil
+		}
+		list := make([]string, 0, len(allowed))
+		for h := range allowed {
+			list = append(list, h)
+		}
+		sort.Strings(list)
+		if len(list) == 0 {
+			return fmt.Errorf("no registry is allowed here")
+		}
+		return fmt.Errorf("images come only from %s here, not %s", strings.Join(list, ", "), registry)
+	}
 }
 
 // Progress is a pull's state, as PullOptions.Progress receives it.
@@ -76,6 +126,11 @@ func (s *Store) Pull(ctx context.Context, ref string, o *PullOptions) (*Image, e
 	src, err := parseRef(ref)
 	if err != nil {
 		return nil, err
+	}
+	if src.kind == "registry" && o.AllowRegistry != nil {
+		if err := o.AllowRegistry(src.ref.Context().RegistryStr()); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrRegistryRefused, src.key, err)
+		}
 	}
 	want := defaultPlatform()
 	if o.Platform != "" {

@@ -169,6 +169,9 @@ func (src *source) resolveRegistry(ctx context.Context, want v1.Platform, o *Pul
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
+	if o.Anonymous {
+		kc = anonymousKeychain{}
+	}
 	tr := o.Transport
 	if tr == nil {
 		tr = remote.DefaultTransport
@@ -350,3 +353,26 @@ func (src *source) resolveArchive(want v1.Platform) (*resolved, error) {
 }
 
 func uncompressed(l v1.Layer) func() (io.ReadCloser, error) { return l.Uncompressed }
+
+// anonymousKeychain gives no credentials for any registry.
+type anonymousKeychain struct{}
+
+func (anonymousKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return authn.Anonymous, nil
+}
+
+// Registry returns the registry host (with its port, if any) that an
+// image reference as Pull takes it names ("index.docker.io" for
+// "python:3.12"), or "" for a reference to this machine's files
+// ("oci:DIR", "docker-archive:FILE"); an error if ref is not a
+// reference.
+func Registry(ref string) (string, error) {
+	src, err := parseRef(ref)
+	if err != nil {
+		return "", err
+	}
+	if src.kind != "registry" {
+		return "", nil
+	}
+	return src.ref.Context().RegistryStr(), nil
+}

@@ -46,6 +46,16 @@
 // that mounts an image calls Use, so that Remove and Prune, in any
 // process, leave the image's layers in place until it releases them.
 //
+// # Built images
+//
+// A provider that builds images from steps (a Dockerfile's RUN, COPY, ...)
+// records each step's result with a Builder: the files the step changed,
+// read from its sandbox's overlayfs upper directory, become a layer, and
+// the image after the step is stored under a key made from its parent's
+// and the step's (BuildKey), so the step never runs twice. Built images
+// carry Image.Build; they are a cache, which Prune empties of what no
+// sandbox uses.
+//
 // The store works on Linux only (it exists to feed overlayfs); Open
 // fails elsewhere.
 package imagestore
@@ -142,8 +152,12 @@ type Image struct {
 	Layers []Layer
 	// Size is the bytes of the layers' regular files.
 	Size int64
-	// Pulled is when the image was first stored.
+	// Pulled is when the image was first stored (built, for a built
+	// image).
 	Pulled time.Time
+	// Build says how a built image was made (see Builder); nil for an
+	// image pulled from a source.
+	Build *Build
 }
 
 // Config is the part of an image's config a sandbox applies.
@@ -161,6 +175,8 @@ type Layer struct {
 	// (empty for a docker-archive source).
 	Digest string `json:"digest,omitempty"`
 	// DiffID is the digest of the layer's tar: the store's key for it.
+	// A layer a build step made has no tar: its DiffID is the step's
+	// key (BuildKey).
 	DiffID string `json:"diffID"`
 	// Dir is the unpacked tree.
 	Dir string `json:"-"`
@@ -202,6 +218,7 @@ type imageRecord struct {
 	Config   Config       `json:"config"`
 	Layers   []layerEntry `json:"layers"`
 	Pulled   time.Time    `json:"pulled"`
+	Build    *Build       `json:"build,omitempty"`
 }
 
 type layerEntry struct {
@@ -308,7 +325,7 @@ func (s *Store) image(id string, refs []refRecord) (*Image, error) {
 		}
 		return nil, err
 	}
-	im := &Image{ID: rec.ID, Digest: rec.Digest, Platform: rec.Platform, Config: rec.Config, Pulled: rec.Pulled}
+	im := &Image{ID: rec.ID, Digest: rec.Digest, Platform: rec.Platform, Config: rec.Config, Pulled: rec.Pulled, Build: rec.Build}
 	for _, le := range rec.Layers {
 		l, err := s.layer(le.DiffID)
 		if err != nil {
@@ -621,8 +638,9 @@ type PruneResult struct {
 }
 
 // Prune removes images that no reference names (a tag pulled again
-// after it moved leaves its old image unnamed) and not in use, layers
-// that no image uses, and whatever interrupted pulls left behind.
+// after it moved leaves its old image unnamed; every built image, see
+// Builder) and not in use, layers that no image uses, and whatever
+// interrupted pulls and builds left behind.
 func (s *Store) Prune(ctx context.Context) (PruneResult, error) {
 	var res PruneResult
 	unlock, err := lockFile(ctx, s.storeLock(), true)

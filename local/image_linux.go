@@ -10,7 +10,6 @@ package local
 // image_linux.go).
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +33,7 @@ type sandboxImage struct {
 	ref     string
 	im      *imagestore.Image
 	release func()
+	capture bool // an image build step's sandbox: its writable layer is stored (imagesteps_linux.go)
 }
 
 // imageStore returns the provider's image store, opening the default one
@@ -65,6 +65,14 @@ func (p *Provider) openImage(ctx context.Context, ref string) (*sandboxImage, er
 	if err != nil {
 		return nil, err
 	}
+	if po := p.opts.ImagePull; po != nil && po.AllowRegistry != nil {
+		// Also for an image the store holds already.
+		if reg, err := imagestore.Registry(ref); err == nil && reg != "" {
+			if err := po.AllowRegistry(reg); err != nil {
+				return nil, fmt.Errorf("local: image %s: %w: %v", ref, imagestore.ErrRegistryRefused, err)
+			}
+		}
+	}
 	im, err := st.Get(ref)
 	if errors.Is(err, imagestore.ErrNotFound) {
 		im, err = st.Pull(ctx, ref, p.opts.ImagePull)
@@ -78,7 +86,7 @@ func (p *Provider) openImage(ctx context.Context, ref string) (*sandboxImage, er
 	if len(im.Layers) > agentproto.MaxImageLayers {
 		return nil, fmt.Errorf("local: image %s has %d layers, more than the %d a local sandbox mounts; flatten it (e.g. docker export | docker import): %w", ref, len(im.Layers), agentproto.MaxImageLayers, driver.ErrUnsupported)
 	}
-	if err := checkImageUser(ref, im); err != nil {
+	if _, err := imageUserOf(ref, im); err != nil { // image_user_linux.go
 		return nil, err
 	}
 	release, err := st.Use(ctx, im)
@@ -102,6 +110,9 @@ func (p *Provider) openImage(ctx context.Context, ref string) (*sandboxImage, er
 // the image's PATH (and anything else it sets) wins over the defaults;
 // CreateOptions.Env, applied later, wins over both.
 func (img *sandboxImage) env(base map[string]string) map[string]string {
+	if u, _ := img.runAs(); u != nil { // HOME and USER of an image's user; an error stops the start (checkUser)
+		u.env(base)
+	}
 	for _, kv := range img.im.Config.Env {
 		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
 			base[k] = v
@@ -117,61 +128,6 @@ func (img *sandboxImage) workingDir() string {
 		return ""
 	}
 	return path.Clean(wd)
-}
-
-// checkImageUser refuses an image whose User is not root. A sandbox's
-// user namespace maps uid and gid 0 (its code) and 1 (its agent, where
-// the provider runs as root) and nothing else, so the only user an
-// image's programs can run as is root, which inside is an unprivileged
-// host uid of the sandbox's own. Names are looked up in the image's
-// /etc/passwd and /etc/group: a name for uid 0 is fine.
-func checkImageUser(ref string, im *imagestore.Image) error {
-	user := im.Config.User
-	if user == "" {
-		return nil
-	}
-	u, g, _ := strings.Cut(user, ":")
-	uid, err := imageID(im, "etc/passwd", u, 2)
-	if err == nil && uid == 0 && g != "" {
-		var gid int
-		gid, err = imageID(im, "etc/group", g, 2)
-		if err == nil && gid != 0 {
-			return fmt.Errorf("local: image %s runs as group %q (gid %d); local sandboxes run an image's programs as root (uid and gid 0 of the sandbox's user namespace, an unprivileged uid on the host) and can map no other group; use an image whose USER is root, or run it on a provider that honours USER (modal): %w", ref, g, gid, driver.ErrUnsupported)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("local: image %s: user %q: %v: %w", ref, user, err, driver.ErrUnsupported)
-	}
-	if uid != 0 {
-		return fmt.Errorf("local: image %s runs as user %q (uid %d); local sandboxes run an image's programs as root (uid 0 of the sandbox's user namespace, an unprivileged uid on the host) and can map no other user; use an image whose USER is root, or run it on a provider that honours USER (modal): %w", ref, user, uid, driver.ErrUnsupported)
-	}
-	return nil
-}
-
-// imageID resolves a user or group (a number, or a name looked up in the
-// image's file, field field of its line) to its id.
-func imageID(im *imagestore.Image, file, name string, field int) (int, error) {
-	if n, err := strconv.Atoi(name); err == nil {
-		return n, nil
-	}
-	if name == "root" {
-		return 0, nil
-	}
-	f, err := openImageFile(im, file)
-	if err != nil {
-		return -1, fmt.Errorf("%q is not a number and the image has no /%s to look it up in", name, file)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.Split(sc.Text(), ":")
-		if len(parts) > field && parts[0] == name {
-			if n, err := strconv.Atoi(parts[field]); err == nil {
-				return n, nil
-			}
-		}
-	}
-	return -1, fmt.Errorf("no %q in the image's /%s", name, file)
 }
 
 // openImageFile opens a regular file of the image, as the top-most layer

@@ -449,27 +449,8 @@ func TestImageErrors(t *testing.T) {
 		t.Errorf("Create with an unreachable registry: %v, want an error naming it", err)
 	}
 
-	// A non-root USER cannot be mapped: a clear error, ErrUnsupported.
+	// An image's USER: image_user_test.go.
 	bb := busyboxLayer(t)
-	etc := testLayer(t, directory("etc"), regular("etc/passwd", "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\ntoor:x:0:0::/:/bin/sh\n"), regular("etc/group", "root:x:0:\napp:x:1000:\n"))
-	for user, ok := range map[string]bool{"app": false, "1000": false, "0:1000": false, "root:app": false, "nosuch": false, "root": true, "0:0": true, "toor": true} {
-		ref := writeImage(t, filepath.Join(dir, "user-"+strings.ReplaceAll(user, ":", "-")), v1.Config{User: user}, bb, etc)
-		sb, err := c.Create(ctx, &compute.CreateOptions{Image: ref})
-		switch {
-		case ok && err != nil:
-			t.Errorf("USER %q: %v", user, err)
-		case !ok && err == nil:
-			t.Errorf("USER %q: created, want an error", user)
-			sb.Destroy(ctx)
-		case !ok && !errors.Is(err, compute.ErrUnsupported):
-			t.Errorf("USER %q: %v, want ErrUnsupported", user, err)
-		case ok:
-			if res := shell(t, sb, "id -u"); res.Stdout != "0\n" {
-				t.Errorf("USER %q: id -u = %q", user, res.Stdout)
-			}
-			sb.Destroy(ctx)
-		}
-	}
 
 	// No isolation, no image root.
 	none, err := local.New(local.Options{Isolation: local.IsolationNone, ImageStore: st})
@@ -561,11 +542,6 @@ func newPythonImage(t testing.TB) testImage {
 
 // Code, commands and terminals work in an image root as on the host's.
 func TestImageRootCodeAndTerminal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		// Known gap: as a non-root owner, terminals and some commands in a
-		// python image root fail (under investigation; see the issue note).
-		t.Skip("skipped: python image roots are supported only with the provider running as root so far")
-	}
 	img := newPythonImage(t)
 	p := imageProvider(t, img, local.Options{})
 	sb := createIn(t, p, &compute.CreateOptions{Image: img.ref})
@@ -676,11 +652,6 @@ var escapeRoot *testImage
 // image root (busybox and the host's python3, built here): every
 // isolation and hardening guarantee must hold inside an image too.
 func TestImageRootEscapeSuite(t *testing.T) {
-	if os.Geteuid() != 0 {
-		// Known gap: as a non-root owner, terminals and some commands in a
-		// python image root fail (under investigation; see the issue note).
-		t.Skip("skipped: python image roots are supported only with the provider running as root so far")
-	}
 	img := newPythonImage(t)
 	escapeRoot = &img
 	defer func() { escapeRoot = nil }()

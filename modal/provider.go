@@ -37,6 +37,12 @@ type state struct {
 	secrets cache[*modalsdk.Secret]
 	volumes cache[*modalsdk.Volume]
 
+	// pool holds the prestarted sandboxes (Config.Prestart); nil without.
+	pool *pool
+	// tagging are the tag updates of sandboxes handed out by the pool,
+	// still in flight: List waits for them.
+	tagging sync.Map // chan struct{} -> struct{}
+
 	mu      sync.Mutex
 	closed  bool
 	handles map[string]*Sandbox
@@ -68,6 +74,14 @@ func New(cfg Config) (*Provider, error) {
 	if err := checkEnv(cfg.Sandbox.Env); err != nil {
 		return nil, err
 	}
+	switch {
+	case cfg.Prestart < 0 || cfg.Prestart > MaxPrestart:
+		return nil, fmt.Errorf("modal: Prestart %d is outside 0 to %d", cfg.Prestart, MaxPrestart)
+	case cfg.Prestart > 0 && cfg.Sandbox.Name != "":
+		return nil, fmt.Errorf("modal: Prestart cannot be combined with Sandbox.Name %q: Modal allows one running sandbox per name", cfg.Sandbox.Name)
+	case cfg.Prestart > 0 && cfg.Sandbox.IdleTimeout > 0:
+		return nil, errors.New("modal: Prestart cannot be combined with Sandbox.IdleTimeout: a prestarted sandbox is idle while it waits (use Timeout, or no pool)")
+	}
 	s := &state{cfg: cfg, client: cfg.Client, handles: map[string]*Sandbox{}, log: cfg.Logger}
 	if s.log == nil {
 		s.log = defaultLogger()
@@ -79,7 +93,20 @@ func New(cfg Config) (*Provider, error) {
 		}
 		s.client, s.ownClient = c, true
 	}
-	return &Provider{s: s, opts: cfg.Sandbox}, nil
+	p := &Provider{s: s, opts: cfg.Sandbox}
+	if cfg.Prestart > 0 {
+		// Checked here, not at the first fill, so that bad default
+		// options are New's error rather than a log line.
+		if _, _, err := p.createParams(&driver.CreateOptions{}); err != nil {
+			if s.ownClient {
+				s.client.Close()
+			}
+			return nil, err
+		}
+		s.pool = newPool(p, cfg.Prestart)
+		s.pool.refill()
+	}
+	return p, nil
 }
 
 // With returns a provider that creates its sandboxes with opts on top of
@@ -97,9 +124,11 @@ func (p *Provider) Client() *modalsdk.Client { return p.s.client }
 // Name returns "modal".
 func (p *Provider) Name() string { return providerName }
 
-// Close releases the provider's connections. Sandboxes keep running on
-// Modal until destroyed or until their timeout; a later provider finds
-// them with Get and List. Close is safe to call more than once.
+// Close terminates the prestarted sandboxes (Config.Prestart) and
+// releases the provider's connections. The sandboxes it handed out keep
+// running on Modal until destroyed or until their timeout; a later
+// provider finds them with Get and List. Close is safe to call more than
+// once.
 func (p *Provider) Close() error {
 	s := p.s
 	s.mu.Lock()
@@ -111,6 +140,10 @@ func (p *Provider) Close() error {
 	handles := s.handles
 	s.handles = map[string]*Sandbox{}
 	s.mu.Unlock()
+	if s.pool != nil {
+		s.pool.close()
+	}
+	s.waitTagging(context.Background(), cleanupTimeout)
 	for _, h := range handles {
 		h.detach()
 	}
@@ -129,8 +162,12 @@ func (p *Provider) checkOpen(op string) error {
 	return nil
 }
 
-func (p *Provider) progress(msg string) {
-	if f := p.s.cfg.Progress; f != nil {
+// quietKey marks the context of work nobody waits for (the warm pool's
+// creates), whose progress Config.Progress must not show.
+type quietKey struct{}
+
+func (p *Provider) progress(ctx context.Context, msg string) {
+	if f := p.s.cfg.Progress; f != nil && ctx.Value(quietKey{}) == nil {
 		f(msg)
 	}
 }
@@ -138,7 +175,7 @@ func (p *Provider) progress(msg string) {
 // app returns the Modal app by name, getting (or creating) it once.
 func (p *Provider) app(ctx context.Context, name string) (*modalsdk.App, error) {
 	return p.s.apps.get(ctx, name, func(ctx context.Context) (*modalsdk.App, error) {
-		p.progress("connecting to Modal (app " + name + ")")
+		p.progress(ctx, "connecting to Modal (app "+name+")")
 		app, err := p.s.client.Apps.FromName(ctx, name, &modalsdk.AppFromNameParams{
 			Environment: p.s.cfg.Environment, CreateIfMissing: true,
 		})
@@ -178,7 +215,7 @@ func (p *Provider) image(ctx context.Context, app *modalsdk.App, ref string, ste
 		if len(steps) > 0 {
 			what = fmt.Sprintf("%s with %d steps", ref, len(steps))
 		}
-		p.progress("building image " + what)
+		p.progress(ctx, "building image "+what)
 		img, err := base.DockerfileCommands(steps, nil).Build(ctx, app, nil)
 		if err != nil {
 			return nil, wrapErr("create", "", fmt.Errorf("building image %s: %w", what, err))
@@ -235,7 +272,11 @@ func (p *Provider) Prepare(ctx context.Context, opts *driver.CreateOptions) erro
 	if err != nil {
 		return err
 	}
-	_, err = p.image(ctx, app, m.Image, opts.ImageSteps)
+	steps, err := modalSteps(opts.ImageSteps, opts.ImageContext)
+	if err != nil {
+		return err
+	}
+	_, err = p.image(ctx, app, m.Image, steps)
 	return err
 }
 
@@ -247,7 +288,9 @@ func (p *Provider) appName() string {
 }
 
 // Create starts a sandbox on Modal. On a fresh provider it first gets the
-// app and builds the image (once each); then it is one call to Modal.
+// app and builds the image (once each); then it is one call to Modal. With
+// Config.Prestart, a Create with the default options takes a running
+// sandbox from the pool instead, with no call at all.
 func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driver.Sandbox, error) {
 	if err := p.checkOpen("create"); err != nil {
 		return nil, err
@@ -255,42 +298,23 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 	if opts == nil {
 		opts = &driver.CreateOptions{}
 	}
+	if pl := p.s.pool; pl != nil && pl.matches(p, opts) {
+		if h := pl.take(); h != nil {
+			return h, nil
+		}
+	}
 	params, m, err := p.createParams(opts)
 	if err != nil {
 		return nil, err
 	}
-	app, err := p.app(ctx, p.appName())
+	steps, err := modalSteps(opts.ImageSteps, opts.ImageContext) // COPY as RUN (imagesteps.go)
 	if err != nil {
-		return nil, ctxErr(ctx, err)
+		return nil, err
 	}
-	img, err := p.image(ctx, app, m.Image, opts.ImageSteps)
+	sb, err := p.start(ctx, params, m, steps)
 	if err != nil {
-		return nil, ctxErr(ctx, err)
+		return nil, err
 	}
-	o := p.opts
-	for _, name := range o.Secrets {
-		sec, err := p.secret(ctx, name)
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		params.Secrets = append(params.Secrets, sec)
-	}
-	for path, name := range o.Volumes {
-		v, err := p.volume(ctx, name)
-		if err != nil {
-			return nil, ctxErr(ctx, err)
-		}
-		if params.Volumes == nil {
-			params.Volumes = map[string]*modalsdk.Volume{}
-		}
-		params.Volumes[path] = v
-	}
-	p.progress("starting sandbox")
-	sb, err := p.s.client.Sandboxes.Create(ctx, app, img, params)
-	if err != nil {
-		return nil, ctxErr(ctx, wrapErr("create", "", err))
-	}
-	p.progress("sandbox " + sb.SandboxID + " is running")
 	h := p.s.newHandle(sb, m)
 	if h == nil {
 		// Closed while creating: the sandbox must not outlive the caller's
@@ -302,6 +326,77 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 		return nil, &Error{Op: "create", Msg: "the provider was closed"}
 	}
 	return h, nil
+}
+
+// start makes a sandbox on Modal: the app, the image, the secrets and the
+// volumes (each fetched once per provider, at the same time), then the
+// create.
+func (p *Provider) start(ctx context.Context, params *modalsdk.SandboxCreateParams, m *meta, steps []string) (*modalsdk.Sandbox, error) {
+	o := p.opts
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		first   error
+		app     *modalsdk.App
+		img     *modalsdk.Image
+		secrets = make([]*modalsdk.Secret, len(o.Secrets))
+		volumes = make(map[string]*modalsdk.Volume, len(o.Volumes))
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
+	// The image needs the app; secrets and volumes need nothing, and are
+	// fetched meanwhile rather than one after the other.
+	wg.Go(func() {
+		var err error
+		if app, err = p.app(ctx, p.appName()); err != nil {
+			fail(err)
+			return
+		}
+		if img, err = p.image(ctx, app, m.Image, steps); err != nil {
+			fail(err)
+		}
+	})
+	for i, name := range o.Secrets {
+		wg.Go(func() {
+			sec, err := p.secret(ctx, name)
+			if err != nil {
+				fail(err)
+			}
+			secrets[i] = sec
+		})
+	}
+	for path, name := range o.Volumes {
+		wg.Go(func() {
+			v, err := p.volume(ctx, name)
+			if err != nil {
+				fail(err)
+				return
+			}
+			mu.Lock()
+			volumes[path] = v
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, ctxErr(ctx, first)
+	}
+	params.Secrets = append(params.Secrets, secrets...)
+	if len(volumes) > 0 {
+		params.Volumes = volumes
+	}
+	p.progress(ctx, "starting sandbox")
+	sb, err := p.s.client.Sandboxes.Create(ctx, app, img, params)
+	if err != nil {
+		return nil, ctxErr(ctx, wrapErr("create", "", err))
+	}
+	p.progress(ctx, "sandbox "+sb.SandboxID+" is running")
+	return sb, nil
 }
 
 // newHandle registers a sandbox handle; nil when the provider is closed.
@@ -401,6 +496,11 @@ func (p *Provider) List(ctx context.Context) ([]driver.Sandbox, error) {
 	app, err := p.app(ctx, p.s.cfg.App)
 	if err != nil {
 		return nil, ctxErr(ctx, err)
+	}
+	// Sandboxes just handed out by the pool get the tags List filters on
+	// in the background: a List after their Create must see them.
+	if err := p.s.waitTagging(ctx, 0); err != nil {
+		return nil, err
 	}
 	tags := map[string]string{tagManaged: tagManagedValue}
 	for k, v := range p.s.cfg.Tags {

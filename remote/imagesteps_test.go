@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/computesdk-go/compute"
@@ -42,13 +43,16 @@ func TestImageSteps(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := compute.New(compute.Config{Provider: rp})
-	sb, err := c.Create(ctx, &compute.CreateOptions{Image: ref, ImageSteps: []string{"RUN echo built > /etc/built", "ENV GREETING=hi", "WORKDIR /srv"}})
+	// The files COPY copies travel with the create.
+	files := fstest.MapFS{"app/run.sh": {Data: []byte("echo copied\n"), Mode: 0o755}, "other": {Data: []byte("not sent")}}
+	sb, err := c.Create(ctx, &compute.CreateOptions{Image: ref, ImageContext: files,
+		ImageSteps: []string{"RUN echo built > /etc/built", "ENV GREETING=hi", "WORKDIR /srv", "COPY app ./"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sb.Destroy(ctx)
-	res, err := sb.RunShell(ctx, `cat /etc/built; echo "$GREETING"; pwd`, nil)
-	if err != nil || res.Stdout != "built\nhi\n/srv\n" {
+	res, err := sb.RunShell(ctx, `cat /etc/built; echo "$GREETING"; pwd; ./run.sh`, nil)
+	if err != nil || res.Stdout != "built\nhi\n/srv\ncopied\n" {
 		t.Errorf("a sandbox with steps through remote: %+v, %v", res, err)
 	}
 	if _, err := c.Create(ctx, &compute.CreateOptions{Image: ref, ImageSteps: []string{"FROM x"}}); !errors.Is(err, compute.ErrInvalid) {

@@ -154,6 +154,14 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 		Name: opts.Name, Metadata: opts.Metadata, Network: string(opts.Network),
 		NetworkAllow: opts.NetworkAllow, GPU: opts.GPU, Image: opts.Image, ImageSteps: opts.ImageSteps,
 	}
+	// The files COPY steps copy travel with the request.
+	files, err := driver.ImageContextFiles(opts.ImageSteps, opts.ImageContext)
+	if err != nil {
+		return nil, fmt.Errorf("remote: create sandbox: %w", err)
+	}
+	for _, f := range files {
+		req.ImageFiles = append(req.ImageFiles, wire.ImageFile{Path: f.Path, Mode: uint32(f.Mode.Perm()), Dir: f.Mode.IsDir(), Data: f.Data})
+	}
 	var info wire.SandboxInfo
 	if err := p.call(ctx, http.MethodPost, "/sandboxes", nil, req, &info); err != nil {
 		return nil, fmt.Errorf("remote: create sandbox: %w", err)

@@ -95,3 +95,32 @@ func TestImagePolicy(t *testing.T) {
 		}
 	}
 }
+
+// With ImageRegistries, an image of another registry is refused with 403
+// naming the allowed ones, before the provider sees it (nothing pulled);
+// one of them passes.
+func TestImageRegistries(t *testing.T) {
+	t.Parallel()
+	rec := &imageRecorder{Provider: newLocal(t)}
+	e := start(t, rec, server.Options{Token: "image-registries-token-0123456789", AllowImages: true, ImageRegistries: []string{"ghcr.io", "docker.io"}})
+	for _, image := range []string{"127.0.0.1:5000/test:1", "quay.io/org/img:v1", "evil.example/x@sha256:" + strings.Repeat("a", 64)} {
+		er := e.v1Err("POST", "/sandboxes", wire.CreateRequest{Image: image}, 403, wire.CodeForbidden)
+		if !strings.Contains(er.Error, "ghcr.io, index.docker.io") || !strings.Contains(er.Error, "--image-registries") {
+			t.Errorf("image %s refused with %q; want the allowed registries and the flag named", image, er.Error)
+		}
+		code, _ := e.seed(map[string]any{"action": "compute.sandbox.create", "options": map[string]any{"image": image}})
+		if code != 403 {
+			t.Errorf("seed create with image %s: %d; want 403", image, code)
+		}
+	}
+	if seen := rec.seen(); len(seen) != 0 {
+		t.Errorf("refused images reached the provider: %q", seen)
+	}
+	for _, image := range []string{"python:3.12-slim", "ghcr.io/org/img:v1"} {
+		e.v1Err("POST", "/sandboxes", wire.CreateRequest{Image: image}, 501, wire.CodeUnsupported)
+	}
+	if seen := rec.seen(); len(seen) != 2 {
+		t.Errorf("allowed images: the provider saw %q", seen)
+	}
+	e.v1Err("POST", "/sandboxes", wire.CreateRequest{Image: "UPPER/Case::x"}, 400, wire.CodeBadRequest)
+}

@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/driver"
+	"github.com/computesdk-go/compute/imagestore"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -120,6 +123,16 @@ func (s *Server) checkImage(image string) error {
 		return errorf(wire.CodeForbidden, "this server does not let clients choose images (its operator can allow it: compute serve --allow-images, server.Options.AllowImages); create the sandbox without an image")
 	}
 	if !isLocalImage(image) {
+		if len(s.opts.ImageRegistries) == 0 {
+			return nil
+		}
+		reg, err := imagestore.Registry(image)
+		if err != nil {
+			return errorf(wire.CodeBadRequest, "image %q: %v", image, err)
+		}
+		if err := imagestore.AllowRegistries(s.opts.ImageRegistries...)(reg); err != nil {
+			return errorf(wire.CodeForbidden, "image %q: %v (its operator chooses them: compute serve --image-registries, server.Options.ImageRegistries)", image, err)
+		}
 		return nil
 	}
 	if !s.opts.AllowLocalImages {
@@ -390,4 +403,20 @@ func (s *Server) reap() {
 			s.prune(s.base)
 		}
 	}
+}
+
+// imageContext is the build context a create's image files make (nil
+// for none).
+func imageContext(files []wire.ImageFile) fs.FS {
+	if len(files) == 0 {
+		return nil
+	}
+	ctx := make([]driver.ContextFile, len(files))
+	for i, f := range files {
+		ctx[i] = driver.ContextFile{Path: f.Path, Mode: fs.FileMode(f.Mode) & fs.ModePerm, Data: f.Data}
+		if f.Dir {
+			ctx[i].Mode |= fs.ModeDir
+		}
+	}
+	return driver.ContextFS(ctx)
 }

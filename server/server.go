@@ -172,6 +172,14 @@ type Options struct {
 	// (without one, every local user could read the server user's files
 	// this way); otherwise such images are refused with 403.
 	AllowLocalImages bool
+	// ImageRegistries, when not empty, are the registry hosts (with
+	// their ports, if any: "ghcr.io", "docker.io", "localhost:5000")
+	// clients' images may come from: a create naming an image of any
+	// other is refused with 403 before anything is pulled. Empty allows
+	// every registry (under AllowImages). An embedder that hands the
+	// provider its own imagestore.PullOptions can enforce the same there
+	// with imagestore.AllowRegistries.
+	ImageRegistries []string
 	// MaxPreAuthConnsPerClient caps the connections one client address
 	// (an IPv4 address, an IPv6 /64) holds open without having sent an
 	// authorized request; past it the oldest of them is closed. It and

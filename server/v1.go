@@ -96,6 +96,7 @@ func (s *Server) v1Create(w http.ResponseWriter, r *http.Request) error {
 	e, err := s.create(r.Context(), &compute.CreateOptions{
 		Runtime: compute.Runtime(req.Runtime), Timeout: timeout, Env: req.Env, Dir: req.Dir, Name: req.Name, Metadata: req.Metadata,
 		Network: compute.Network(req.Network), NetworkAllow: req.NetworkAllow, GPU: req.GPU, Image: req.Image, ImageSteps: req.ImageSteps,
+		ImageContext: imageContext(req.ImageFiles),
 	})
 	if err != nil {
 		return err

@@ -156,7 +156,7 @@ func (a *app) inSandbox(ctx context.Context, cf *commonFlags, fn func(context.Co
 		}
 		return err
 	}
-	opts := &compute.CreateOptions{Network: compute.NetworkNone, Image: cf.image, ImageSteps: cf.imageSteps}
+	opts := &compute.CreateOptions{Network: compute.NetworkNone, Image: cf.image, ImageSteps: cf.imageSteps, ImageContext: cf.steps.fsys}
 	if cf.network {
 		opts.Network = compute.NetworkHost
 	} else if cf.isolation == string(local.IsolationNone) {

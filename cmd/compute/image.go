@@ -119,7 +119,9 @@ func (a *app) imageListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List the images in the store",
 		Long: `List the images in this machine's store, newest first: the references
-that name each, its platform, id, unpacked size and when it was pulled.`,
+that name each, its platform, id, unpacked size and when it was pulled.
+Images the local provider built from --image-step/--dockerfile steps are
+listed as "BASE + N steps" (a cache: prune removes those no sandbox uses).`,
 		Example: `  compute image list
   compute image list --json`,
 		Args: noArgs,
@@ -142,11 +144,12 @@ that name each, its platform, id, unpacked size and when it was pulled.`,
 					Layers   int               `json:"layers"`
 					Pulled   time.Time         `json:"pulled"`
 					Config   imagestore.Config `json:"config"`
+					Build    *imagestore.Build `json:"build,omitempty"`
 				}
 				out := []jsonImage{}
 				for _, im := range images {
 					out = append(out, jsonImage{Refs: orEmpty(im.Refs), ID: im.ID, Digest: im.Digest, Platform: im.Platform,
-						Size: im.Size, Layers: len(im.Layers), Pulled: im.Pulled, Config: im.Config})
+						Size: im.Size, Layers: len(im.Layers), Pulled: im.Pulled, Config: im.Config, Build: im.Build})
 				}
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -156,6 +159,9 @@ that name each, its platform, id, unpacked size and when it was pulled.`,
 			fmt.Fprintln(tw, "REFERENCE\tPLATFORM\tID\tSIZE\tPULLED")
 			for _, im := range images {
 				refs := im.Refs
+				if len(refs) == 0 && im.Build != nil {
+					refs = []string{fmt.Sprintf("%s + %d steps", im.Build.Base, len(im.Build.Steps))}
+				}
 				if len(refs) == 0 {
 					refs = []string{"<none>"}
 				}
@@ -217,9 +223,10 @@ func (a *app) imagePruneCommand() *cobra.Command {
 		Use:   "prune",
 		Short: "Remove what no image reference needs",
 		Long: `Remove images that no reference names any more (a tag pulled again after
-it moved leaves its old image unnamed), layers that no image uses, and
-whatever interrupted pulls left behind. Images that running sandboxes use
-are kept.`,
+it moved leaves its old image unnamed), images built from image steps
+(the next create with those steps builds them again), layers that no image
+uses, and whatever interrupted pulls and builds left behind. Images that
+running sandboxes use are kept.`,
 		Example: `  compute image prune`,
 		Args:    noArgs,
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {

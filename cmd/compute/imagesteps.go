@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -14,11 +16,16 @@ import (
 type imageStepFlags struct {
 	steps      []string
 	dockerfile string
+	context    string
+	// fsys is the build context COPY steps copy from (--context, or the
+	// Dockerfile's directory), set by resolve when a step copies.
+	fsys fs.FS
 }
 
 func (f *imageStepFlags) add(fs *pflag.FlagSet) {
-	fs.StringArrayVar(&f.steps, "image-step", nil, `a Dockerfile step applied on top of --image, in order: 'RUN cmd', 'ENV K=V' or 'WORKDIR dir' (repeatable). Modal builds and caches them; local runs them in the sandbox at each create`)
-	fs.StringVar(&f.dockerfile, "dockerfile", "", `a Dockerfile of one FROM line (the image, instead of --image) and RUN, ENV and WORKDIR lines (steps, before any --image-step)`)
+	fs.StringArrayVar(&f.steps, "image-step", nil, `a Dockerfile step applied on top of --image, in order: 'RUN cmd', 'ENV K=V', 'WORKDIR dir' or 'COPY src... dest' (repeatable). Built once and cached (Modal: by Modal; local: in the image store)`)
+	fs.StringVar(&f.dockerfile, "dockerfile", "", `a Dockerfile of one FROM line (the image, instead of --image) and RUN, ENV, WORKDIR and COPY lines (steps, before any --image-step)`)
+	fs.StringVar(&f.context, "context", "", `the directory COPY steps copy from (default: the --dockerfile's directory, else the current one); links in it may not lead out of it`)
 }
 
 // resolve returns the image and its steps from --image, --dockerfile and
@@ -41,11 +48,36 @@ func (f *imageStepFlags) resolve(image string) (string, []string, error) {
 	if err := driver.ValidateImageSteps(image, steps); err != nil {
 		return "", nil, usagef("%s", strings.TrimPrefix(err.Error(), "compute: "))
 	}
+	copies := false
+	for _, step := range steps {
+		if instr, _, _ := driver.ParseImageStep(step); instr == "COPY" {
+			copies = true
+		}
+	}
+	switch {
+	case copies:
+		dir := f.context
+		if dir == "" && f.dockerfile != "" {
+			dir = filepath.Dir(f.dockerfile)
+		}
+		if dir == "" {
+			dir = "."
+		}
+		// An os.Root: a link in the context cannot lead COPY out of it.
+		// (It stays open for the invocation: the create reads from it.)
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return "", nil, usagef("--context: %v", err)
+		}
+		f.fsys = root.FS()
+	case f.context != "":
+		return "", nil, usagef("--context goes with COPY steps, and there are none")
+	}
 	return image, steps, nil
 }
 
 // readDockerfile reads a Dockerfile of the subset image steps take: one
-// FROM, then RUN, ENV and WORKDIR. Blank lines and # comments are
+// FROM, then RUN, ENV, WORKDIR and COPY. Blank lines and # comments are
 // skipped; a line ending in a backslash continues on the next.
 func readDockerfile(name string) (image string, steps []string, err error) {
 	f, err := os.Open(name)
@@ -87,7 +119,7 @@ func readDockerfile(name string) (image string, steps []string, err error) {
 				return "", nil, usagef("--dockerfile %s:%d: FROM takes one image reference (no --platform, no AS name), got %q", name, start, arg)
 			}
 			image = arg
-		case "RUN", "ENV", "WORKDIR":
+		case "RUN", "ENV", "WORKDIR", "COPY":
 			if image == "" {
 				return "", nil, usagef("--dockerfile %s:%d: %s before FROM; the first instruction must be FROM", name, start, strings.ToUpper(word))
 			}
@@ -96,7 +128,7 @@ func readDockerfile(name string) (image string, steps []string, err error) {
 			}
 			steps = append(steps, instr)
 		default:
-			return "", nil, usagef("--dockerfile %s:%d: %s is not supported; a Dockerfile here has one FROM and then RUN, ENV and WORKDIR lines only", name, start, strings.ToUpper(word))
+			return "", nil, usagef("--dockerfile %s:%d: %s is not supported; a Dockerfile here has one FROM and then RUN, ENV, WORKDIR and COPY lines only", name, start, strings.ToUpper(word))
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -109,4 +141,15 @@ func readDockerfile(name string) (image string, steps []string, err error) {
 		return "", nil, usagef("--dockerfile %s: no FROM line; the first instruction must be FROM image", name)
 	}
 	return image, steps, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

@@ -28,7 +28,8 @@ func TestReadDockerfile(t *testing.T) {
 		"FROM a\nFROM b\n":                "second FROM",
 		"FROM a AS b\n":                   "one image reference",
 		"FROM --platform=linux/amd64 a\n": "one image reference",
-		"FROM a\nCOPY x /x\n":             "COPY is not supported",
+		"FROM a\nADD x /x\n":              "ADD is not supported",
+		"FROM a\nCOPY ../x /x\n":          "climbs out",
 		"FROM a\nCMD [\"sh\"]\n":          "CMD is not supported",
 		"FROM a\nRUN [\"sh\"]\n":          "exec-form",
 		"FROM a\nRUN true \\\n":           "backslash",
@@ -82,5 +83,22 @@ func TestImageStepFlags(t *testing.T) {
 	}
 	if o := cli(t, "", "exec", "--image-step", "RUN true", "--", "true"); o.code != exitUsage {
 		t.Errorf("--image-step without --image: exit %d, stderr %q; want %d", o.code, o.stderr, exitUsage)
+	}
+
+	// COPY from the Dockerfile's directory, or from --context; a link
+	// in the context does not lead out of it.
+	ctx := t.TempDir()
+	os.WriteFile(filepath.Join(ctx, "app.sh"), []byte("#!/bin/sh\necho from the context\n"), 0o755)
+	os.Symlink("/etc/passwd", filepath.Join(ctx, "leak"))
+	df = filepath.Join(ctx, "Dockerfile")
+	os.WriteFile(df, []byte("FROM "+ref+"\nWORKDIR /app\nCOPY app.sh ./\n"), 0o644)
+	cli(t, "", "exec", "--dockerfile", df, "--", "sh", "./app.sh").check(t, 0, "from the context\n")
+	cli(t, "", "exec", "--image", ref, "--context", ctx, "--image-step", "COPY app.sh /bin/", "--", "app.sh").check(t, 0, "from the context\n")
+	o = cli(t, "", "exec", "--image", ref, "--context", ctx, "--image-step", "COPY leak /leak", "--", "true")
+	if o.code == 0 || strings.Contains(o.stderr, "root:") {
+		t.Errorf("COPY of a link out of the context: exit %d, stderr %q; want it refused", o.code, o.stderr)
+	}
+	if o := cli(t, "", "exec", "--image", ref, "--context", ctx, "--", "true"); o.code != exitUsage {
+		t.Errorf("--context without COPY: exit %d; want %d", o.code, exitUsage)
 	}
 }

@@ -47,6 +47,9 @@ type providerOptions struct {
 	// default (--memory, --cpus).
 	memory int64
 	cpus   float64
+	// noBuildNetwork runs local image build steps without network
+	// (compute serve without --allow-network).
+	noBuildNetwork bool
 }
 
 // providerFactory starts a provider for one CLI invocation.
@@ -62,6 +65,9 @@ func newLocal(o providerOptions) (provider, error) {
 	opts := local.Options{Isolation: local.Isolation(o.isolation), MaxMemory: o.memory, MaxCPU: o.cpus}
 	if o.oneShot {
 		opts.Prestart = -1
+	}
+	if o.noBuildNetwork {
+		opts.ImageBuildNetwork = driver.NetworkNone
 	}
 	p, err := local.New(opts)
 	if err != nil {

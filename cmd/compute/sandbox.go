@@ -203,7 +203,7 @@ func (a *app) sandboxCreate(ctx context.Context, f *createFlags, fs *pflag.FlagS
 		if err := a.pullWithProgress(ctx, p, image); err != nil {
 			return err
 		}
-		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone, Image: image, ImageSteps: steps}
+		opts := &compute.CreateOptions{Timeout: f.lifetime, Runtime: rt, Name: f.name, Env: env, Dir: f.dir, Network: compute.NetworkNone, Image: image, ImageSteps: steps, ImageContext: f.steps.fsys}
 		if f.network {
 			opts.Network = compute.NetworkHost
 		}

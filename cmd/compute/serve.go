@@ -36,6 +36,7 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	allowNetwork    bool
 	allowImages     bool
+	imageRegistries string
 	allowLocalImgs  bool
 	tlsCert         string
 	tlsKey          string
@@ -102,6 +103,7 @@ request) go to standard error.`,
 	fs.BoolVar(&f.allowNetwork, "allow-network", false, "let clients create sandboxes with the host's network (default: every sandbox has none); needs a token")
 	fs.BoolVar(&f.allowImages, "allow-images", false, "let clients choose a sandbox's image (a registry reference the provider pulls: on local, with this machine's network, disk and registry credentials); default: the provider's image only")
 	fs.BoolVar(&f.allowLocalImgs, "allow-local-images", false, "with --allow-images, also let clients name images among this machine's files (oci:DIR, docker-archive:FILE), read as the server's user; needs a token")
+	fs.StringVar(&f.imageRegistries, "image-registries", "", "with --allow-images, the only registries clients' images may come from, comma-separated (ghcr.io,docker.io); default: any")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM), with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the private key file (PEM) of --tls-cert")
 	fs.StringVar(&f.logFormat, "log-format", "text", `access log format: "text" or "json"`)
@@ -175,7 +177,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		a.errorf("WARNING: --isolation none: every client's code runs as a plain process on this machine, as this user")
 	}
 
-	p, err := a.newProvider(f.provider, providerOptions{isolation: f.isolation})
+	// A client's image build steps (RUN) get network only where its
+	// sandboxes may.
+	p, err := a.newProvider(f.provider, providerOptions{isolation: f.isolation, noBuildNetwork: !f.allowNetwork})
 	if err != nil {
 		return err
 	}
@@ -199,6 +203,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		AllowNetwork:     f.allowNetwork,
 		AllowImages:      f.allowImages,
 		AllowLocalImages: f.allowLocalImgs,
+		ImageRegistries:  splitList(f.imageRegistries),
 		Logger:           logger,
 	}
 	srv := server.New(p, opts) // without a token, it serves only this machine

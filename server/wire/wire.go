@@ -63,9 +63,21 @@ type CreateRequest struct {
 	// also need Options.AllowLocalImages and a server with a token.
 	Image string `json:"image,omitempty"`
 	// ImageSteps are Dockerfile lines applied on top of Image, which they
-	// need ("RUN cmd", "ENV K=V", "WORKDIR dir"; see
+	// need ("RUN cmd", "ENV K=V", "WORKDIR dir", "COPY src... dest"; see
 	// compute.CreateOptions.ImageSteps), under the same rules as Image.
 	ImageSteps []string `json:"imageSteps,omitempty"`
+	// ImageFiles are the files COPY steps among ImageSteps copy: the
+	// client's build context, as much of it as the steps name (see
+	// driver.ImageContextFiles), at most driver.MaxImageContextBytes.
+	ImageFiles []ImageFile `json:"imageFiles,omitempty"`
+}
+
+// ImageFile is a file or directory of an image's build context.
+type ImageFile struct {
+	Path string `json:"path"`           // relative, slash-separated
+	Mode uint32 `json:"mode"`           // permission bits
+	Dir  bool   `json:"dir,omitempty"`  // a directory
+	Data []byte `json:"data,omitempty"` // a file's content (base64 in JSON)
 }
 
 // SandboxInfo describes a sandbox (GET /api/compute/v1/sandboxes/{id}, and

@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -78,6 +79,15 @@ func mountImage(cfg *agentproto.Config, staging string, layers []int) (string, e
 	if err := unix.Mount("overlay", root, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return "", fmt.Errorf("image root: mount overlay: %w%s", err, overlayHint(err))
 	}
+	if img.Capture {
+		// An image build step: the host stores what the step writes, read
+		// through this descriptor once the sandbox is gone (sendReady).
+		fd, err := unix.Open(in("upper"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", fmt.Errorf("image root: the writable layer for the host: %w", err)
+		}
+		captureFD = fd
+	}
 	// The overlay holds its own references to the layers: their
 	// attachments are no longer needed (and go with the host's tree at
 	// the pivot anyway).
@@ -98,4 +108,22 @@ func overlayHint(err error) string {
 		return " (this kernel does not let user namespaces mount overlayfs; image roots need Linux 5.11 or later)"
 	}
 	return ""
+}
+
+// captureFD is the build step's writable layer, for the host
+// (agentproto.ImageRoot.Capture); -1 when there is none.
+var captureFD = -1
+
+// sendReady sends the host the reply that the sandbox is ready, with the
+// build step's writable layer when there is one, and closes the agent's
+// copy of it: nothing the sandbox runs later gets it.
+func sendReady(uc *net.UnixConn, b []byte) error {
+	if captureFD < 0 {
+		_, err := uc.Write(b)
+		return err
+	}
+	_, _, err := uc.WriteMsgUnix(b, unix.UnixRights(captureFD), nil)
+	unix.Close(captureFD)
+	captureFD = -1
+	return err
 }
