@@ -39,6 +39,7 @@ type fsRoot struct {
 	// Where sandboxed code runs under another uid than the agent, files
 	// the agent creates for it must be its own.
 	owner int
+	group int // the group of what the agent creates, with owner
 }
 
 // openRoot opens dir as the root that paths are resolved in.
@@ -47,7 +48,7 @@ func openRoot(dir string, owner int) (*fsRoot, error) {
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return &fsRoot{fd: fd, owner: owner}, nil
+	return &fsRoot{fd: fd, owner: owner, group: owner}, nil
 }
 
 // open resolves name (absolute, or relative to the root) and opens it.
@@ -218,7 +219,7 @@ func (r *fsRoot) chown(dirfd int, name string) error {
 	if r.owner < 0 {
 		return nil
 	}
-	return unix.Fchownat(dirfd, name, r.owner, r.owner, unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH)
+	return unix.Fchownat(dirfd, name, r.owner, r.group, unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH)
 }
 
 // mkdirAll makes a directory and its missing parents (0755).
@@ -336,7 +337,7 @@ func (r *fsRoot) createTemp(dirfd int) (*os.File, string, error) {
 			return nil, "", err
 		}
 		if r.owner >= 0 {
-			if err := unix.Fchown(fd, r.owner, r.owner); err != nil {
+			if err := unix.Fchown(fd, r.owner, r.group); err != nil {
 				unix.Close(fd)
 				unix.Unlinkat(dirfd, name, 0)
 				return nil, "", err

@@ -131,6 +131,13 @@ func (a *agent) terminal(c net.Conn, r io.Reader, req *agentproto.Request, files
 		return
 	}
 	defer master.Close() // the host has its own copy once it is sent
+
+	// The terminal is the code's user's (user_linux.go).
+	if err := a.ownTerminal(slave); err != nil {
+		slave.Close()
+		agentproto.WriteMsg(c, errReply(err))
+		return
+	}
 	fd := slave.Fd()
 	pid, done, err := a.startCommand(cmd, group, []uintptr{fd, fd, fd}, &syscall.SysProcAttr{
 		Setsid:  true,
