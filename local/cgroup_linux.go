@@ -5,16 +5,16 @@ package local
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // cgroupParent is the cgroup under which every sandbox gets its own,
@@ -25,7 +25,9 @@ const cgroupParent = "compute-sandboxes"
 // cgroupLimits holds one sandbox's cgroup: memory (the whole sandbox,
 // its tmpfs files included), process count and CPU.
 type cgroupLimits struct {
-	v1   cgroup1.Cgroup
+	// v1 are the sandbox's directories in the memory, pids and cpu
+	// hierarchies of cgroup v1 (in that order), v2 its cgroup on v2.
+	v1   []string
 	v2   *cgroup2.Manager
 	path string // relative to the hierarchy root
 	// oomFile and oomKey locate the counter of OOM kills.
@@ -67,44 +69,118 @@ func newCgroup(id string, l resourceLimits) (*cgroupLimits, error) {
 		c.groups, c.groupsErr = newCmdGroups(filepath.Join("/sys/fs/cgroup", path), true)
 		return c, nil
 	}
-	var pidsDir string // the sandbox's cgroup in the pids hierarchy
-	hierarchy := func() ([]cgroup1.Subsystem, error) {
-		all, err := cgroup1.Default()
-		if err != nil {
-			return nil, err
-		}
-		var want []cgroup1.Subsystem
-		for _, s := range all {
-			switch s.Name() {
-			case cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu:
-				want = append(want, s)
-			}
-			if p, ok := s.(interface{ Path(string) string }); ok && s.Name() == cgroup1.Pids {
-				pidsDir = p.Path(path)
-			}
-		}
-		if len(want) != 3 {
-			return nil, errors.New("cgroup v1 lacks the memory, pids or cpu hierarchy")
-		}
-		return want, nil
-	}
-	// v1 counts TCP buffer memory apart from the rest (a sandbox held
-	// 1.35 GiB of it on its own loopback under a 1 GiB limit): cap it at
-	// the memory limit too. (v2 counts socket memory in memory.max.)
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: &l.memory, KernelTCP: &l.memory},
-		Pids:   &specs.LinuxPids{Limit: &l.pids},
-		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
-	}, cgroup1.WithHierarchy(hierarchy))
+	// cgroup v1: the files are written directly, a handful of system
+	// calls (a library walking /proc/self/mountinfo for every sandbox
+	// cost more than the cgroup itself).
+	mnt, err := v1Mounts()
 	if err != nil {
 		return nil, err
 	}
-	c := &cgroupLimits{v1: cg, path: path, oomFile: filepath.Join("/sys/fs/cgroup/memory", path, "memory.oom_control"), oomKey: "oom_kill"}
-	c.groupsErr = errors.New("no pids hierarchy found")
-	if pidsDir != "" {
-		c.groups, c.groupsErr = newCmdGroups(pidsDir, false)
+	c := &cgroupLimits{path: path, oomKey: "oom_kill"}
+	for _, ss := range v1Controllers {
+		c.v1 = append(c.v1, mnt[ss]+path)
 	}
+	mem, pids, cpu := c.v1[0], c.v1[1], c.v1[2]
+	c.oomFile = filepath.Join(mem, "memory.oom_control")
+	for _, w := range []struct{ dir, file, value string }{
+		{mem, "", ""},
+		{mem, "memory.limit_in_bytes", strconv.FormatInt(l.memory, 10)},
+		// v1 counts TCP buffer memory apart from the rest (a sandbox held
+		// 1.35 GiB of it on its own loopback under a 1 GiB limit): cap it
+		// at the memory limit too. (v2 counts socket memory in memory.max.)
+		{mem, "memory.kmem.tcp.limit_in_bytes", strconv.FormatInt(l.memory, 10)},
+		{pids, "", ""},
+		{pids, "pids.max", strconv.FormatInt(l.pids, 10)},
+		{cpu, "", ""},
+		{cpu, "cpu.cfs_period_us", strconv.FormatUint(period, 10)},
+		{cpu, "cpu.cfs_quota_us", strconv.FormatInt(quota, 10)},
+	} {
+		if w.file == "" {
+			err = os.Mkdir(w.dir, 0o755)
+			if errors.Is(err, fs.ErrNotExist) {
+				err = os.MkdirAll(w.dir, 0o755) // the first sandbox: compute-sandboxes too
+			}
+		} else {
+			err = os.WriteFile(filepath.Join(w.dir, w.file), []byte(w.value), 0)
+		}
+		if err != nil {
+			c.removeV1()
+			return nil, fmt.Errorf("cgroup v1: %w", err)
+		}
+	}
+	c.groups, c.groupsErr = newCmdGroups(pids, false)
 	return c, nil
+}
+
+// v1Controllers are the cgroup v1 hierarchies a sandbox's cgroup is made
+// in, in the order of cgroupLimits.v1.
+var v1Controllers = []string{"memory", "pids", "cpu"}
+
+// v1Mounts finds, once, where the hierarchies of v1Controllers are
+// mounted (from /proc/self/mountinfo).
+var v1Mounts = sync.OnceValues(func() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	mnt := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// ID parent major:minor root mountpoint options [optional...] - fstype source superoptions
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
+			continue
+		}
+		for _, opt := range strings.Split(g[2], ",") {
+			for _, ss := range v1Controllers {
+				if opt == ss && mnt[ss] == "" {
+					mnt[ss] = unescapeMountPath(f[4])
+				}
+			}
+		}
+	}
+	if len(mnt) != len(v1Controllers) {
+		return nil, errors.New("cgroup v1 lacks the memory, pids or cpu hierarchy")
+	}
+	return mnt, nil
+})
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// removeV1 removes the sandbox's v1 directories that exist, its
+// commands' cgroups (in the pids hierarchy) first; it reports the first
+// that would not go (one with processes left in it).
+func (c *cgroupLimits) removeV1() error {
+	var first error
+	for i, d := range c.v1 {
+		var err error
+		if i == 1 {
+			err = removeCgroupTree(d)
+		} else {
+			err = os.Remove(d)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -147,7 +223,12 @@ func (c *cgroupLimits) add(pid int) error {
 	if c.v2 != nil {
 		return c.v2.AddProc(uint64(pid))
 	}
-	return c.v1.Add(cgroup1.Process{Pid: pid})
+	for _, d := range c.v1 {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // oomKills returns how many processes the kernel killed for going over
@@ -177,7 +258,7 @@ func (c *cgroupLimits) remove() error {
 		if c.v2 != nil {
 			err = c.v2.Delete()
 		} else {
-			err = c.v1.Delete()
+			err = c.removeV1()
 		}
 		if err == nil {
 			return nil

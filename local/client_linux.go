@@ -122,13 +122,30 @@ func (s *sandbox) lost(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	s.mu.Lock()
+	destroying := s.destroyed
+	s.mu.Unlock()
+	if destroying {
+		// Destroy has killed, or is killing, the agent: that is why the
+		// connection ended, and the kill is certain, so waiting is bounded.
+		<-s.exited
+		return s.stoppedErr()
+	}
+	// An agent that died on its own (out of memory, its lifetime) closes
+	// its connections a moment before the host reaps it; on a loaded
+	// machine that moment can be long.
 	select {
 	case <-s.exited:
 		return s.stoppedErr()
-	case <-time.After(50 * time.Millisecond):
+	case <-time.After(lostGrace):
 		return fmt.Errorf("local: sandbox %s: lost connection to agent: %w", s.id, err)
 	}
 }
+
+// lostGrace is how long an operation whose connection to the agent broke
+// waits for the agent's exit, to say the sandbox stopped rather than that
+// the connection was lost.
+const lostGrace = time.Second
 
 // unixPair makes a connected pair of unix sockets of the given type: ours
 // as a connection, theirs as a file to hand to the agent.

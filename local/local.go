@@ -18,8 +18,9 @@
 // With CreateOptions.Image, the root is an OCI image's instead (package
 // imagestore finds or pulls it): its layers, read-only, under a writable
 // layer in the sandbox's own memory, mounted inside the sandbox's
-// namespaces; the image's Env, WorkingDir and (root) User apply. See
-// docs/isolation.md, "Image roots".
+// namespaces; the image's Env, WorkingDir and User apply (a User other
+// than root needs the provider to run as root). See docs/isolation.md,
+// "Image roots".
 //
 // Importing this package installs a hook that runs before main when the
 // program is started as a sandbox agent; programs need no setup call.
@@ -185,12 +186,11 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 		gpus = nil // plain host processes see the devices anyway
 	}
 	var img *sandboxImage
-	var steps []imageStep
 	if opts.Image != "" {
 		if p.opts.Isolation == IsolationNone {
 			return nil, fmt.Errorf("local: images need isolation (an image root is a mount of the sandbox's own); this provider runs unisolated (IsolationNone): %w", driver.ErrUnsupported)
 		}
-		if img, steps, err = p.holdImage(ctx, opts); err != nil {
+		if img, err = p.holdImage(ctx, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -204,13 +204,10 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 		// Host-root spares have their root already: an image's sandbox
 		// takes one with this image's root, or one of the bare reserve,
 		// whose root it builds now.
-		// (Not with steps: a spare's environment is its image's.)
-		if len(steps) == 0 {
-			if s = p.takeImageSpare(network, img); s != nil {
-				break
-			}
+		if s = p.takeImageSpare(network, img); s != nil {
+			break
 		}
-		if s = p.takeBare(network); s != nil {
+		if s = p.takeBareFor(network, img); s != nil { // not for an image's USER (image_user_linux.go)
 			if err := s.buildRoot(img); err != nil {
 				s.destroy()
 				s = nil // a spare that died, or a root that cannot be built: try afresh below, once
@@ -227,17 +224,20 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 			if img != nil {
 				// The dead spare released the image: hold it again.
 				img.release()
-				if img, steps, err = p.holdImage(ctx, opts); err != nil {
+				if img, err = p.holdImage(ctx, opts); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
 	if s == nil {
+		// Started for this Create: its settings go with the agent's
+		// configuration (no init round trip).
+		bind := &binding{id: id, opts: opts}
 		var err error
-		s, err = p.startCancelable(ctx, network, gpus, img)
+		s, err = p.startCancelableFor(ctx, network, gpus, img, bind)
 		if errors.Is(err, driver.ErrQuotaExceeded) {
-			s, err = p.startMakingRoom(ctx, network, gpus, img, err)
+			s, err = p.startMakingRoom(ctx, network, gpus, img, bind, err)
 		}
 		if err != nil {
 			if img != nil {
@@ -246,12 +246,6 @@ func (p *Provider) Create(ctx context.Context, opts *driver.CreateOptions) (driv
 			return nil, err
 		}
 		if err := s.activate(ctx, id, opts); err != nil {
-			s.destroy()
-			return nil, err
-		}
-	}
-	if len(steps) > 0 {
-		if err := s.runImageSteps(ctx, opts.Image, steps); err != nil {
 			s.destroy()
 			return nil, err
 		}
@@ -338,31 +332,35 @@ func (p *Provider) Close() error {
 	return errors.Join(errs...)
 }
 
-// holdImage opens opts.Image (held until released) with opts.ImageSteps
-// applied to its configuration, and returns the RUN steps left to run.
-func (p *Provider) holdImage(ctx context.Context, opts *driver.CreateOptions) (*sandboxImage, []imageStep, error) {
-	base, err := p.openImage(ctx, opts.Image)
-	if err != nil || len(opts.ImageSteps) == 0 {
-		return base, nil, err
-	}
-	img, steps, err := base.withSteps(opts.ImageSteps)
-	if err != nil {
-		base.release()
-		return nil, nil, err
-	}
-	return img, steps, nil
-}
-
 // startCancelable starts a sandbox, giving up (and cleaning up) when ctx
 // is done first.
 func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []string, img *sandboxImage) (*sandbox, error) {
+	return p.startCancelableFor(ctx, network, gpus, img, nil)
+}
+
+// binding is the Create a sandbox is started for (not ahead of demand):
+// its settings go to the agent with the configuration, saving a round
+// trip; activate then only finishes on the host's side.
+type binding struct {
+	id   string
+	opts *driver.CreateOptions
+}
+
+// startCancelableFor is startCancelable for a sandbox started for the
+// Create bind (nil: for none in particular).
+func (p *Provider) startCancelableFor(ctx context.Context, network bool, gpus []string, img *sandboxImage, bind *binding) (*sandbox, error) {
+	if ctx.Done() == nil {
+		// A context that is never done (context.Background): no need to
+		// hand the start to another goroutine and wait for it.
+		return startAgentFor(p, network, gpus, img, bind)
+	}
 	type started struct {
 		s   *sandbox
 		err error
 	}
 	ch := make(chan started, 1)
 	go func() {
-		s, err := startAgent(p, network, gpus, img)
+		s, err := startAgentFor(p, network, gpus, img, bind)
 		ch <- started{s, err}
 	}()
 	select {
@@ -382,7 +380,7 @@ func (p *Provider) startCancelable(ctx context.Context, network bool, gpus []str
 // giving up spares' places one at a time (spares hold places like any
 // sandbox), so that a Create no spare can serve (another network policy, a
 // GPU) is not refused for the sake of spares. Refills wait meanwhile.
-func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []string, img *sandboxImage, err error) (*sandbox, error) {
+func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []string, img *sandboxImage, bind *binding, err error) (*sandbox, error) {
 	p.mu.Lock()
 	p.makingRoom++
 	p.mu.Unlock()
@@ -407,7 +405,7 @@ func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []str
 		}
 		spare.destroy()
 		var s *sandbox
-		if s, err = p.startCancelable(ctx, network, gpus, img); err == nil {
+		if s, err = p.startCancelableFor(ctx, network, gpus, img, bind); err == nil {
 			return s, nil
 		}
 	}

@@ -25,6 +25,10 @@ func startAgent(*Provider, bool, []string, *sandboxImage) (*sandbox, error) {
 	return nil, checkSupport(Options{})
 }
 
+func startAgentFor(*Provider, bool, []string, *sandboxImage, *binding) (*sandbox, error) {
+	return nil, checkSupport(Options{})
+}
+
 func launchAgent(*Provider, bool, []string, bool) (*sandbox, error) {
 	return nil, checkSupport(Options{})
 }
@@ -58,12 +62,10 @@ func (p *Provider) openImage(context.Context, string) (*sandboxImage, error) {
 
 func (p *Provider) takeImageSpare(bool, *sandboxImage) *sandbox { return nil }
 
+func (p *Provider) takeBareFor(network bool, _ *sandboxImage) *sandbox { return p.takeBare(network) }
+
 func (p *Provider) fillImage() {}
 
-type imageStep struct{}
-
-func (img *sandboxImage) withSteps([]string) (*sandboxImage, []imageStep, error) {
-	return img, nil, nil
+func (p *Provider) holdImage(context.Context, *driver.CreateOptions) (*sandboxImage, error) {
+	return nil, checkSupport(Options{})
 }
-
-func (s *sandbox) runImageSteps(context.Context, string, []imageStep) error { return nil }

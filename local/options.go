@@ -3,6 +3,7 @@ package local
 import (
 	"time"
 
+	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/imagestore"
 )
 
@@ -93,4 +94,12 @@ type Options struct {
 	// (credentials, transport, progress, size limits); nil means
 	// imagestore's defaults.
 	ImagePull *imagestore.PullOptions
+	// ImageBuildNetwork is the network of the sandboxes that build
+	// CreateOptions.ImageSteps (each RUN runs once, in a sandbox of its
+	// own, and its result is cached): the zero value (and
+	// driver.NetworkHost) gives them the host's network, for the step
+	// only, so that "RUN pip install ..." works as on Modal;
+	// driver.NetworkNone gives them none. A sandbox created from the
+	// built image has the network its own CreateOptions ask for.
+	ImageBuildNetwork driver.Network
 }

@@ -45,6 +45,7 @@ type sandbox struct {
 	quota  *reservation  // its share of the provider-wide caps
 	proxy  *proxy        // the network allowlist's proxy, if any
 	image  *sandboxImage // the image the root is made of, held in use; nil for the host's system
+	upper  *os.File      // an image build step's writable layer (agentproto.ImageRoot.Capture), for the build to take
 	// layerIDs identify the layer directories an image root mounted, top
 	// first (takeImageSpare checks them).
 	layerIDs []fileID
@@ -55,6 +56,13 @@ type sandbox struct {
 	cfg      agentproto.Config
 	agentEnd *os.File
 	staging  string
+	// bindAtStart is the Create a sandbox is started for, not ahead of
+	// demand: its settings go with the configuration (agentproto.Config's
+	// Init), saving the init round trip. initDone says they went, and
+	// initErr is what the agent answered to them.
+	bindAtStart *binding
+	initDone    bool
+	initErr     string
 
 	releaseOnce sync.Once
 	releaseErr  error
@@ -72,8 +80,49 @@ type sandbox struct {
 var _ driver.FileSystemer = (*sandbox)(nil)
 
 // activate makes a started sandbox the one a Create asked for: its id,
-// environment, working directory, metadata and lifetime.
+// environment, working directory, metadata and lifetime. A sandbox
+// started for this very Create (startAgentFor) took them with its
+// configuration already; any other gets them in an init operation.
 func (s *sandbox) activate(ctx context.Context, id string, opts *driver.CreateOptions) error {
+	var err error
+	if s.initDone && s.id == id {
+		if s.initErr != "" {
+			err = fmt.Errorf("local: working directory %s: %s", s.dir, s.initErr)
+		}
+	} else {
+		var rep *agentproto.Reply
+		rep, err = s.call(ctx, s.bind(id, opts, s.image))
+		if err == nil && rep.Err != "" {
+			err = fmt.Errorf("local: working directory %s: %s", s.dir, rep.Err)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if s.proxy != nil {
+		s.proxy.wg.Add(1)
+		go s.proxy.serve(s.ctl)
+		s.limits = append(s.limits, fmt.Sprintf("network: only %s (HTTP/HTTPS proxy enforced in the host, at %s inside)", strings.Join(opts.NetworkAllow, ", "), agentproto.ProxyAddr))
+	}
+	if !s.network && s.proxy == nil && s.p.opts.Isolation == IsolationNamespaces {
+		s.limits = append(s.limits, "network: none (own loopback only)")
+	}
+	s.limits = append(s.limits, fmt.Sprintf("lifetime %v", s.timeout))
+	s.created = time.Now()
+	s.timer = time.AfterFunc(s.timeout, func() {
+		s.mu.Lock()
+		s.expired = true
+		s.mu.Unlock()
+		s.p.Destroy(context.Background(), s.id)
+	})
+	return nil
+}
+
+// bind takes a Create's settings (img is the sandbox's image root, if
+// any) and returns the init request that gives the agent its part of
+// them. The allowlist proxy, if asked for, is made here and served once
+// the agent has taken the request (activate).
+func (s *sandbox) bind(id string, opts *driver.CreateOptions, img *sandboxImage) *agentproto.Request {
 	p := s.p
 	s.id, s.name, s.meta, s.runtime = id, opts.Name, maps.Clone(opts.Metadata), opts.Runtime
 	s.timeout = opts.Timeout
@@ -81,8 +130,8 @@ func (s *sandbox) activate(ctx context.Context, id string, opts *driver.CreateOp
 		s.timeout = p.opts.Timeout
 	}
 	s.dir = s.workDir
-	if s.image != nil {
-		if wd := s.image.workingDir(); wd != "" {
+	if img != nil {
+		if wd := img.workingDir(); wd != "" {
 			s.dir = wd
 		}
 	}
@@ -103,29 +152,8 @@ func (s *sandbox) activate(ctx context.Context, id string, opts *driver.CreateOp
 			env[k] = v
 		}
 		s.proxy = newProxy(id, opts.NetworkAllow)
-		s.proxy.wg.Add(1)
-		go s.proxy.serve(s.ctl)
-		s.limits = append(s.limits, fmt.Sprintf("network: only %s (HTTP/HTTPS proxy enforced in the host, at %s inside)", strings.Join(opts.NetworkAllow, ", "), agentproto.ProxyAddr))
 	}
-	if !s.network && s.proxy == nil && s.p.opts.Isolation == IsolationNamespaces {
-		s.limits = append(s.limits, "network: none (own loopback only)")
-	}
-	rep, err := s.call(ctx, &agentproto.Request{Op: agentproto.OpInit, Env: env, Dir: s.dir, Proxy: s.proxy != nil})
-	if err == nil && rep.Err != "" {
-		err = fmt.Errorf("local: working directory %s: %s", s.dir, rep.Err)
-	}
-	if err != nil {
-		return err
-	}
-	s.limits = append(s.limits, fmt.Sprintf("lifetime %v", s.timeout))
-	s.created = time.Now()
-	s.timer = time.AfterFunc(s.timeout, func() {
-		s.mu.Lock()
-		s.expired = true
-		s.mu.Unlock()
-		p.Destroy(context.Background(), s.id)
-	})
-	return nil
+	return &agentproto.Request{Op: agentproto.OpInit, Env: env, Dir: s.dir, Proxy: s.proxy != nil}
 }
 
 func (s *sandbox) ID() string { return s.id }

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,26 +42,6 @@ func checkSupport(opts Options) error {
 	return nil
 }
 
-// hostID picks the unprivileged host uid (and gid) a sandbox's code runs
-// as, and reports whether the agent gets one of its own (the next one). As
-// root we can map any id: each sandbox gets its own pair, far from real
-// users, so sandboxes cannot signal or share files with each other or
-// anyone, and sandboxed code cannot touch its agent's process attributes
-// (oom_score_adj, rlimits), which the kernel lets any process of the same
-// uid change. Without root the kernel lets us map only our own uid, which
-// the agent and the code then share.
-func hostID() (uid, gid int, separate bool) {
-	if os.Geteuid() != 0 {
-		return os.Geteuid(), os.Getegid(), false
-	}
-	id := 1_000_000_000 + 2*rand.IntN(500_000_000)
-	return id, id, true
-}
-
-// agentUID is the agent's uid inside the sandbox's user namespace when it
-// has a host uid of its own; sandboxed code is uid 0 (root) there.
-const agentUID = 1
-
 // allCaps lists every capability this kernel knows: the agent keeps them,
 // in the sandbox's user namespace only, across the exec that starts it as
 // agentUID.
@@ -82,10 +61,21 @@ func allCaps() []uintptr {
 // img from then on and releases it at its end, while a failed start
 // leaves it to the caller.
 func startAgent(p *Provider, network bool, gpus []string, img *sandboxImage) (*sandbox, error) {
-	s, err := launchAgent(p, network, gpus, false)
+	return startAgentFor(p, network, gpus, img, nil)
+}
+
+// startAgentFor is startAgent for a sandbox started for the Create bind
+// (nil: ahead of demand), whose settings then go with the configuration.
+func startAgentFor(p *Provider, network bool, gpus []string, img *sandboxImage, bind *binding) (*sandbox, error) {
+	user, err := img.runAs() // image_user_linux.go
 	if err != nil {
 		return nil, err
 	}
+	s, err := launchAgentAs(p, network, gpus, false, user)
+	if err != nil {
+		return nil, err
+	}
+	s.bindAtStart = bind
 	if err := s.buildRoot(img); err != nil {
 		s.destroy()
 		return nil, err
@@ -106,7 +96,9 @@ func startAgent(p *Provider, network bool, gpus []string, img *sandboxImage) (*s
 //
 // Its result is unnamed on purpose: the cleanups below use s, which a
 // "return nil, err" would otherwise set to nil before they run.
-func launchAgent(p *Provider, network bool, gpus []string, forImage bool) (_ *sandbox, err error) {
+//
+// Its code runs as user, an image's USER (nil: the sandbox's root).
+func launchAgentAs(p *Provider, network bool, gpus []string, forImage bool, user *imageUser) (_ *sandbox, err error) {
 	s := &sandbox{p: p, network: network, exited: make(chan struct{})}
 	var undo undo
 	defer func() {
@@ -134,6 +126,7 @@ func launchAgent(p *Provider, network bool, gpus []string, forImage bool) (_ *sa
 			FileSize: uint64(p.opts.MaxFileSize),
 		},
 	}
+	s.cfg.User = user.proto()
 	attr, err := s.prepare(&s.cfg, &undo)
 	if err != nil {
 		return nil, err
@@ -168,14 +161,20 @@ func (s *sandbox) buildRoot(img *sandboxImage) error {
 	cfg := &s.cfg
 	var layers []int
 	if img != nil {
+		if err := s.checkUser(img); err != nil { // image_user_linux.go
+			return err
+		}
 		cfg.Env = img.env(cfg.Env)
 		var mounts bool
 		var err error
 		if layers, mounts, err = layerFiles(img, s.agent.Process.Pid); err != nil {
 			return err
 		}
-		defer closeFDs(layers)
-		cfg.Image = &agentproto.ImageRoot{Layers: len(layers), Mounts: mounts}
+		// layers as they are at the end: the branch below closes them
+		// early, and closing the same numbers twice would close what other
+		// goroutines opened meanwhile (a command's pipe, a terminal).
+		defer func() { closeFDs(layers) }()
+		cfg.Image = &agentproto.ImageRoot{Layers: len(layers), Mounts: mounts, Capture: img.capture}
 		s.layerIDs = nil
 		for _, fd := range layers {
 			var st unix.Stat_t
@@ -194,6 +193,10 @@ func (s *sandbox) buildRoot(img *sandboxImage) error {
 			closeFDs(layers)
 			layers = nil
 		}
+	}
+	if bind := s.bindAtStart; bind != nil {
+		s.bindAtStart = nil
+		cfg.Init = s.bind(bind.id, bind.opts, img)
 	}
 	if err := s.configure(cfg, layers); err != nil {
 		return err
@@ -231,27 +234,13 @@ func (u undo) run() {
 func (s *sandbox) prepare(cfg *agentproto.Config, undo *undo) (*syscall.SysProcAttr, error) {
 	attr := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 	if cfg.Isolate {
-		uid, gid, separate := hostID()
 		attr.Cloneflags = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC // cgroup: ownCgroupNamespace, once in its cgroup
 		if !cfg.Network {
 			attr.Cloneflags |= syscall.CLONE_NEWNET
 		}
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}}
-		attr.GidMappingsEnableSetgroups = os.Geteuid() == 0
-		// Without an explicit credential a root parent would leave the
-		// child's host uid at 0; this makes it uid 0 inside = uid above
-		// outside.
-		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-		if separate {
-			// Inside: 0 is the sandbox's code, agentUID the agent, which
-			// keeps its capabilities (of this namespace) through the exec.
-			attr.UidMappings[0].Size = agentUID + 1
-			attr.GidMappings[0].Size = agentUID + 1
-			attr.Credential = &syscall.Credential{Uid: agentUID, Gid: agentUID, NoSetGroups: true}
-			attr.AmbientCaps = allCaps()
-			cfg.Separate = true
+		if err := mapIDs(attr, cfg); err != nil { // idmap_linux.go
+			return nil, err
 		}
 		// The root is built on an empty host directory the agent can
 		// reach; it is removed as soon as the agent has pivoted away.
@@ -376,6 +365,12 @@ func (s *sandbox) watch() {
 // ready: the configuration handshake (see agentproto).
 func (s *sandbox) configure(cfg *agentproto.Config, layers []int) error {
 	b, _ := json.Marshal(cfg)
+	if cfg.Init != nil && len(b) > agentproto.MaxConfig {
+		// A Create's environment too large to go along: activate sends
+		// it in an operation of its own, as to a prestarted sandbox.
+		cfg.Init = nil
+		b, _ = json.Marshal(cfg)
+	}
 	var oob []byte
 	if len(layers) > 0 {
 		oob = unix.UnixRights(layers...)
@@ -383,8 +378,10 @@ func (s *sandbox) configure(cfg *agentproto.Config, layers []int) error {
 	if _, _, err := s.ctl.WriteMsgUnix(b, oob, nil); err != nil {
 		return fmt.Errorf("local: configure sandbox agent: %w", err)
 	}
-	buf := make([]byte, 1<<16)
-	n, err := s.ctl.Read(buf)
+	buf := make([]byte, 1<<16) // a Reply
+	// With the reply, an image build step's writable layer (takeUpper).
+	oob = make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := s.ctl.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return fmt.Errorf("local: sandbox agent exited during setup (%v)%s", err, startHint(err))
 	}
@@ -396,8 +393,14 @@ func (s *sandbox) configure(cfg *agentproto.Config, layers []int) error {
 		}
 		return fmt.Errorf("local: sandbox setup failed: %s", msg)
 	}
+	if err := s.takeUpper(cfg, oob[:oobn]); err != nil {
+		return err
+	}
 	if cfg.Staging != "" {
 		os.Remove(cfg.Staging)
+	}
+	if cfg.Init != nil {
+		s.initDone, s.initErr = true, rep.InitErr
 	}
 	s.limits = append(s.limits, rep.Enforced...)
 	return nil

@@ -77,7 +77,7 @@ func runAgent() int {
 	}
 	uc := ctl.(*net.UnixConn)
 	a := &agent{waiters: map[int]chan int{}, ctl: uc, pts: -1}
-	buf := make([]byte, 1<<16)
+	buf := make([]byte, agentproto.MaxConfig)
 	layers, err := readConfig(uc, buf, &a.cfg)
 	if err != nil {
 		return 3
@@ -117,8 +117,15 @@ func runAgent() int {
 		uc.Write(b)
 		return 1
 	}
-	b, _ := json.Marshal(agentproto.Reply{Done: true, Enforced: enforced})
-	if _, err := uc.Write(b); err != nil {
+	rep := agentproto.Reply{Done: true, Enforced: enforced}
+	if a.cfg.Init != nil {
+		// A sandbox started for a Create: its settings came along.
+		if err := a.init(a.cfg.Init); err != nil {
+			rep.InitErr = err.Error()
+		}
+	}
+	b, _ := json.Marshal(rep)
+	if err := sendReady(uc, b); err != nil {
 		return 1
 	}
 	a.serve(uc)
@@ -188,6 +195,16 @@ func (a *agent) setup(pre *preparedRoot, layers []int) (enforced []string, err e
 	signal.Notify(sigc, syscall.SIGCHLD)
 	go a.reap(sigc)
 
+	// The spawner confines its own thread while this one builds the
+	// root: the two are independent (credentials, capabilities,
+	// Landlock and seccomp are per thread; the pivot moves the spawner's
+	// root with the agent's, as for a sandbox started ahead of an image),
+	// and the spawner forks nothing before the agent serves requests.
+	var spawnerReady func() ([]string, error)
+	if a.spawn == nil {
+		spawnerReady = a.startSpawnerAsync(cfg.Isolate && cfg.Confine)
+	}
+
 	if cfg.Isolate {
 		if pre == nil {
 			if pre, err = prepareRoot(cfg); err != nil {
@@ -197,13 +214,8 @@ func (a *agent) setup(pre *preparedRoot, layers []int) (enforced []string, err e
 		if err := finishRoot(cfg, pre, layers); err != nil {
 			return nil, err
 		}
-		a.ptsErr = pre.ptsErr
-		a.openPTYDir()
-		if a.ptsErr != nil {
-			enforced = append(enforced, fmt.Sprintf("terminals: none (%v)", a.ptsErr))
-		} else {
-			enforced = append(enforced, fmt.Sprintf("terminals: a devpts instance of the sandbox's own, at most %d pseudo-terminals", maxTerminals))
-		}
+		// While the host's tree is being detached (pre.detached), only
+		// what names no path.
 		if cfg.Hostname != "" {
 			if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 				return nil, fmt.Errorf("sethostname: %w", err)
@@ -213,6 +225,16 @@ func (a *agent) setup(pre *preparedRoot, layers []int) (enforced []string, err e
 			if err := loopbackUp(); err != nil {
 				return nil, fmt.Errorf("bring up loopback: %w", err)
 			}
+		}
+		if err := pre.waitDetached(); err != nil {
+			return nil, err
+		}
+		a.ptsErr = pre.ptsErr
+		a.openPTYDir()
+		if a.ptsErr != nil {
+			enforced = append(enforced, fmt.Sprintf("terminals: none (%v)", a.ptsErr))
+		} else {
+			enforced = append(enforced, fmt.Sprintf("terminals: a devpts instance of the sandbox's own, at most %d pseudo-terminals", maxTerminals))
 		}
 	} else {
 		// Unisolated: at least make orphans of our commands ours.
@@ -254,11 +276,9 @@ func (a *agent) setup(pre *preparedRoot, layers []int) (enforced []string, err e
 			return nil, fmt.Errorf("setrlimit %d: %w", l.res, err)
 		}
 	}
-	owner := -1
-	if cfg.Separate {
-		owner = 0 // what the agent creates belongs to the sandbox's root
-	}
-	if a.root, err = openRoot("/", owner); err != nil {
+	// What the agent creates belongs to the sandbox's code: its root,
+	// or an image's user (user_linux.go).
+	if a.root, err = openSandboxRoot(cfg); err != nil {
 		return nil, err
 	}
 
@@ -267,8 +287,8 @@ func (a *agent) setup(pre *preparedRoot, layers []int) (enforced []string, err e
 	}
 	sort.Strings(a.env)
 	confined, err := a.confined, a.spawnErr
-	if a.spawn == nil {
-		confined, err = a.startSpawner(cfg.Isolate && cfg.Confine)
+	if spawnerReady != nil {
+		confined, err = spawnerReady()
 	}
 	return append(enforced, confined...), err
 }
@@ -294,12 +314,22 @@ type spawnResult struct {
 // confined thread to other goroutines (and creates new threads from an
 // unconfined template thread).
 func (a *agent) startSpawner(confine bool) ([]string, error) {
+	return a.startSpawnerAsync(confine)()
+}
+
+// startSpawnerAsync is startSpawner that does not wait: the function it
+// returns waits until the spawner is ready (or failed) and says what it
+// enforced.
+func (a *agent) startSpawnerAsync(confine bool) func() ([]string, error) {
+	// What confineThread reads from /proc is read now, before the root
+	// changes under the spawner's feet.
+	LastCap()
 	a.spawn = make(chan spawnRequest)
 	type ready struct {
 		enforced []string
 		err      error
 	}
-	readyc := make(chan ready)
+	readyc := make(chan ready, 1)
 	go func() {
 		runtime.LockOSThread()
 		var r ready
@@ -307,7 +337,7 @@ func (a *agent) startSpawner(confine bool) ([]string, error) {
 			r.err = ownCgroupNamespace()
 		}
 		if a.cfg.Separate && r.err == nil {
-			r.err = becomeSandboxRoot()
+			r.err = becomeSandboxUser(a.cfg.User) // user_linux.go
 		}
 		if confine && r.err == nil {
 			r.enforced, r.err = confineThread()
@@ -321,8 +351,10 @@ func (a *agent) startSpawner(confine bool) ([]string, error) {
 			req.reply <- spawnResult{pid, err}
 		}
 	}()
-	r := <-readyc
-	return r.enforced, r.err
+	return func() ([]string, error) {
+		r := <-readyc
+		return r.enforced, r.err
+	}
 }
 
 // serve receives operations until the host goes away; then the agent

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -160,7 +161,11 @@ const (
 // LastCap returns the highest capability number this kernel knows (40
 // where it cannot tell). The spawner drops every capability up to it; the
 // host gives the agent all of them, in the sandbox's user namespace only.
-func LastCap() int {
+// The file is read once per process: the loops above ask for every
+// capability, and the kernel's answer cannot change.
+func LastCap() int { return lastCap() }
+
+var lastCap = sync.OnceValue(func() int {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -168,7 +173,7 @@ func LastCap() int {
 		}
 	}
 	return 40
-}
+})
 
 func loadSeccomp() error {
 	errno := seccomp.ActionErrno // EPERM

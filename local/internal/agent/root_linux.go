@@ -4,6 +4,7 @@ package agent
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,6 +42,25 @@ var devFiles = []string{"null", "zero", "full", "random", "urandom", "tty"}
 // without terminals still runs commands).
 type preparedRoot struct {
 	ptsErr error
+	// detached has the result of detaching the host's tree after the
+	// pivot (finishRoot), which runs while the agent goes on with what
+	// names no path: see waitDetached.
+	detached chan error
+}
+
+// waitDetached waits until the host's tree is detached from the
+// sandbox's root, and makes / the working directory. Until then a path
+// could still lead into the host's tree, so nothing that names a path
+// runs before it, and nothing of the sandbox's runs at all.
+func (pre *preparedRoot) waitDetached() error {
+	if pre.detached == nil {
+		return nil
+	}
+	if err := <-pre.detached; err != nil {
+		return fmt.Errorf("detach host root: %w", err)
+	}
+	pre.detached = nil
+	return unix.Chdir("/")
 }
 
 // prepareRoot does the part of building the root that needs no image:
@@ -243,10 +263,14 @@ func finishRoot(cfg *agentproto.Config, pre *preparedRoot, layers []int) (err er
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root: %w", err)
 	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach host root: %w", err)
-	}
-	return unix.Chdir("/")
+	// The host's tree, now stacked on the new root, is detached by a
+	// goroutine of its own: the kernel waits for an RCU grace period
+	// before the call returns (milliseconds on a busy machine), which
+	// the agent spends on work that names no path. "." is the working
+	// directory of every thread: none changes it until waitDetached.
+	pre.detached = make(chan error, 1)
+	go func() { pre.detached <- unix.Unmount(".", unix.MNT_DETACH) }()
+	return nil
 }
 
 // buildDev makes dev (an empty directory) the sandbox's /dev: a tmpfs
@@ -419,11 +443,49 @@ func mirrorEtc(src, dst string) error {
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
 		return mirror(src, dst)
 	}
-	data, err := os.ReadFile(src)
+	in, err := os.Open(src)
 	if err != nil {
 		return nil // unreadable for the sandbox's uid: leave it out
 	}
-	return os.WriteFile(dst, data, fi.Mode().Perm())
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	// The kernel copies (sendfile): a buffer of the agent's would cost a
+	// page fault per page of a freshly started process, which was most
+	// of what copying /etc cost. Where the host's file system cannot
+	// send a file, an ordinary copy.
+	copied, err := sendFile(out, in)
+	if err != nil && copied == 0 {
+		_, err = io.Copy(out, in)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
+
+// sendFile copies what is left of in to out with sendfile(2), and says
+// how many bytes it copied.
+func sendFile(out, in *os.File) (int64, error) {
+	var copied int64
+	for {
+		n, err := unix.Sendfile(int(out.Fd()), int(in.Fd()), nil, 1<<20)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return copied, err
+		}
+		if n == 0 {
+			return copied, nil
+		}
+		copied += int64(n)
+	}
 }
 
 func bindFile(src, dst string, readOnly bool) error {

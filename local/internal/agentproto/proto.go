@@ -87,10 +87,23 @@ type Config struct {
 	// (a host uid of its own), sandboxed code as uid 0, so that code cannot
 	// reach the agent's process attributes (oom_score_adj, rlimits).
 	Separate bool `json:"separate,omitempty"`
+	// User, when set (with Separate only), is who sandboxed code runs as:
+	// an image's USER other than root, which the sandbox's user namespace
+	// maps besides its root and the agent. Unset: its root, uid 0.
+	User *User `json:"user,omitempty"`
 	// Image, when set, makes the root an OCI image's instead of the
 	// host's system: see ImageRoot.
 	Image *ImageRoot `json:"image,omitempty"`
+	// Init, in a sandbox started for a particular Create rather than
+	// ahead of demand, is that Create's OpInit request: the agent does it
+	// once set up, before its Reply, and answers its error in InitErr,
+	// which saves the host a round trip.
+	Init *Request `json:"init,omitempty"`
 }
+
+// MaxConfig bounds the JSON of a Config (one datagram; the agent reads
+// it into a buffer of this size).
+const MaxConfig = 1 << 16
 
 // ImageRoot describes an image root. The image's layers come as
 // descriptors with the Config message (SCM_RIGHTS), top layer first: the
@@ -112,6 +125,11 @@ type ImageRoot struct {
 	// the caller's uid, it can reach them, and a bind may not take a
 	// descriptor's mount from the host's mount namespace.
 	Dirs []string `json:"dirs,omitempty"`
+	// Capture (an image build step's sandbox): the agent sends the host
+	// an O_PATH descriptor of the overlay's writable layer with its
+	// ready reply (SCM_RIGHTS), so that the host can store what the step
+	// wrote once the sandbox is gone.
+	Capture bool `json:"capture,omitempty"`
 }
 
 // Limits are the rlimits of sandboxed processes; 0 leaves one as it is.
@@ -171,6 +189,9 @@ type Reply struct {
 	Files       []FileStat `json:"files,omitempty"`
 	Done        bool       `json:"done,omitempty"`
 	Enforced    []string   `json:"enforced,omitempty"` // setup: confinement in force
+	// InitErr (setup, with Config.Init): the sandbox is set up, but the
+	// Create's settings failed (a working directory that cannot be made).
+	InitErr string `json:"initErr,omitempty"`
 }
 
 // Control is a message from host to agent during an operation.
@@ -235,4 +256,24 @@ func ReadMsg(r io.Reader, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
+}
+
+// User is the uid and gid (of the sandbox's user namespace) that
+// sandboxed code runs as, and the only group it is in: no capabilities,
+// no way back to root.
+type User struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+	// Owned are the image's files that belong to the user or its group
+	// (the image's layers hold every file as the sandbox's root's), which
+	// the agent gives them before any sandboxed code runs.
+	Owned []Owned `json:"owned,omitempty"`
+}
+
+// Owned is a path of an image root (relative to it) and the uid and gid
+// it belongs to, of the sandbox's user namespace.
+type Owned struct {
+	Path string `json:"p"`
+	UID  int    `json:"u"`
+	GID  int    `json:"g"`
 }
