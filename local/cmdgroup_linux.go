@@ -141,17 +141,36 @@ func (g *cmdGroups) take() (*cmdGroup, error) {
 			return nil, err
 		}
 	}
+	// The copies are made under the lock: close (a Destroy racing this
+	// start) closes g.leave, and then the command has nowhere to go.
 	cg.send = cg.send[:0]
+	g.mu.Lock()
+	closed := g.closed
+	var err error
 	for _, f := range []*os.File{cg.enter, cg.list, g.leave} {
-		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			for _, f := range cg.send {
-				f.Close()
-			}
-			cg.done()
-			return nil, err
+		if closed {
+			break
+		}
+		var fd int
+		if fd, err = unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			break
 		}
 		cg.send = append(cg.send, os.NewFile(uintptr(fd), f.Name()))
+	}
+	g.mu.Unlock()
+	if closed || err != nil {
+		for _, f := range cg.send {
+			f.Close()
+		}
+		cg.send = cg.send[:0]
+		cg.done() // after close, done leaves the directory to the sandbox's removal
+		if closed {
+			// Made after close took its inventory: remove it here
+			// (it is empty: nothing was started in it).
+			os.Remove(cg.dir)
+			return nil, os.ErrClosed
+		}
+		return nil, err
 	}
 	return cg, nil
 }
