@@ -561,7 +561,7 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 	}
 	if byID != "" {
 		drop = func(r refRecord) bool { return r.ID == byID }
-		if err := s.removeImage(byID); err != nil {
+		if err := s.removeImage(byID, inUseGrace); err != nil {
 			return err
 		}
 	} else {
@@ -591,7 +591,7 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 				}
 			}
 			if !other {
-				if err := s.removeImage(r.ID); err != nil {
+				if err := s.removeImage(r.ID, inUseGrace); err != nil {
 					return err
 				}
 			}
@@ -612,10 +612,26 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 	return err
 }
 
-// removeImage deletes an image record unless it is in use. The caller
-// holds the store lock exclusively.
-func (s *Store) removeImage(id string) error {
+// inUseGrace is how long removing an image waits for a holder of its
+// lock to go before saying it is in use. A Use's lock is a descriptor;
+// a process forked at any moment (a sandbox's agent starting, in this
+// process or one sharing the store) holds copies of every descriptor
+// until its exec closes them, so a lock released a moment ago can
+// still look held. A sandbox that really runs on the image holds it
+// far longer.
+const inUseGrace = 250 * time.Millisecond
+
+// removeImage deletes an image record unless it is in use, waiting up
+// to grace for a holder to go. The caller holds the store lock
+// exclusively (no new Use can start).
+func (s *Store) removeImage(id string, grace time.Duration) error {
 	release, ok, err := tryLockFile(s.imageLock(id), true)
+	for wait, waited := time.Millisecond, time.Duration(0); err == nil && !ok && waited < grace; wait *= 2 {
+		wait = min(wait, grace-waited)
+		time.Sleep(wait)
+		waited += wait
+		release, ok, err = tryLockFile(s.imageLock(id), true)
+	}
 	if err != nil {
 		return err
 	}
@@ -660,19 +676,34 @@ func (s *Store) Prune(ctx context.Context) (PruneResult, error) {
 	if err != nil {
 		return res, err
 	}
+	// Images found in use are tried again once, together, after the
+	// grace a released lock may need (see inUseGrace): one wait for
+	// all, not one per image a running sandbox really holds.
+	var busy []string
 	for _, e := range entries {
 		h, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || strings.HasPrefix(h, ".") || named["sha256:"+h] {
 			continue
 		}
-		err := s.removeImage("sha256:" + h)
-		if errors.Is(err, ErrInUse) {
-			continue
+		busy = append(busy, "sha256:"+h)
+	}
+	for pass := 0; pass < 2 && len(busy) > 0; pass++ {
+		if pass > 0 {
+			time.Sleep(inUseGrace)
 		}
-		if err != nil {
-			return res, err
+		still := busy[:0]
+		for _, id := range busy {
+			err := s.removeImage(id, 0)
+			if errors.Is(err, ErrInUse) {
+				still = append(still, id)
+				continue
+			}
+			if err != nil {
+				return res, err
+			}
+			res.Images++
 		}
-		res.Images++
+		busy = still
 	}
 	lr, err := s.pruneLayers()
 	res.Layers, res.Bytes = lr.Layers, lr.Bytes
