@@ -147,6 +147,19 @@ func (s *sandbox) lost(err error) error {
 // the connection was lost.
 const lostGrace = time.Second
 
+// msgConn is a *net.UnixConn as agentproto.MsgConn.
+type msgConn struct{ *net.UnixConn }
+
+func (c msgConn) ReadMsg(p, oob []byte) (n, oobn int, err error) {
+	n, oobn, _, _, err = c.ReadMsgUnix(p, oob)
+	return n, oobn, err
+}
+
+func (c msgConn) WriteMsg(p, oob []byte) (int, error) {
+	n, _, err := c.WriteMsgUnix(p, oob, nil)
+	return n, err
+}
+
 // unixPair makes a connected pair of unix sockets of the given type: ours
 // as a connection, theirs as a file to hand to the agent.
 func unixPair(typ int) (ours *net.UnixConn, theirs *os.File, err error) {

@@ -58,7 +58,7 @@ func (s *sandbox) Terminal(ctx context.Context, req *driver.TerminalRequest) (dr
 		return nil, err
 	}
 	// The reply that the program started carries the master side.
-	rights := &agentproto.RightsReader{Conn: o.conn}
+	rights := &agentproto.RightsReader{Conn: msgConn{o.conn}}
 	o.r = bufio.NewReader(rights)
 	_, err = s.started(ctx, o)
 	var master *os.File

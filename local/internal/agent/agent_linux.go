@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/signal"
 	"path"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -45,8 +43,8 @@ type agent struct {
 	mu      sync.Mutex
 	waiters map[int]chan int // pid -> exit code, for commands being run
 	spawn   chan spawnRequest
-	ctl     *net.UnixConn // the control socket, also for proxied connections
-	root    *fsRoot       // resolves paths from outside inside the sandbox
+	ctl     *conn   // the control socket, also for proxied connections
+	root    *fsRoot // resolves paths from outside inside the sandbox
 	// pts is the sandbox's /dev/pts (O_PATH), where terminals are opened;
 	// -1 without isolation (the host's /dev/ptmx). ptsErr says why an
 	// isolated sandbox has none.
@@ -67,15 +65,17 @@ func runAgent() int {
 	if err := closeInherited(); err != nil {
 		return 3
 	}
-	// FileConn dups the descriptor close-on-exec; the inherited one must
-	// go, or every sandboxed process would hold the control socket.
-	f := os.NewFile(agentproto.ControlFD, "control")
-	ctl, err := net.FileConn(f)
-	f.Close()
+	// A close-on-exec copy of the control socket; the inherited one must
+	// go, or every sandboxed process would hold it.
+	fd, err := unix.FcntlInt(agentproto.ControlFD, unix.F_DUPFD_CLOEXEC, agentproto.ControlFD+1)
+	unix.Close(agentproto.ControlFD)
 	if err != nil {
 		return 3
 	}
-	uc := ctl.(*net.UnixConn)
+	uc, err := newConn(fd, "control")
+	if err != nil {
+		return 3
+	}
 	a := &agent{waiters: map[int]chan int{}, ctl: uc, pts: -1}
 	buf := make([]byte, agentproto.MaxConfig)
 	layers, err := readConfig(uc, buf, &a.cfg)
@@ -161,9 +161,9 @@ func closeInherited() error {
 
 // readConfig reads a Config from the control socket, with the
 // descriptors that came with it (an image root's layers).
-func readConfig(uc *net.UnixConn, buf []byte, cfg *agentproto.Config) ([]int, error) {
+func readConfig(uc *conn, buf []byte, cfg *agentproto.Config) ([]int, error) {
 	oob := make([]byte, unix.CmsgSpace(4*agentproto.MaxImageLayers))
-	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	n, oobn, err := uc.ReadMsg(buf, oob)
 	if err != nil {
 		return nil, err
 	}
@@ -359,11 +359,11 @@ func (a *agent) startSpawnerAsync(confine bool) func() ([]string, error) {
 
 // serve receives operations until the host goes away; then the agent
 // exits, and the kernel kills everything left in the sandbox.
-func (a *agent) serve(ctl *net.UnixConn) {
+func (a *agent) serve(ctl *conn) {
 	buf := make([]byte, 16)
 	oob := make([]byte, unix.CmsgSpace(8*4))
 	for {
-		_, oobn, _, _, err := ctl.ReadMsgUnix(buf, oob)
+		_, oobn, err := ctl.ReadMsg(buf, oob)
 		if err != nil {
 			return
 		}
@@ -381,26 +381,26 @@ func (a *agent) serve(ctl *net.UnixConn) {
 // handle runs one operation. fds[0] is the operation's connection; the
 // rest depend on the operation.
 func (a *agent) handle(fds []int) {
-	files := make([]*os.File, len(fds))
-	for i, fd := range fds {
-		files[i] = os.NewFile(uintptr(fd), "fd"+strconv.Itoa(i))
-	}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	c, err := net.FileConn(files[0])
+	c, err := newConn(fds[0], "op")
 	if err != nil {
+		closeAll(fds[1:])
 		return
 	}
 	defer c.Close()
+	extra := make([]*os.File, len(fds)-1)
+	for i, fd := range fds[1:] {
+		extra[i] = os.NewFile(uintptr(fd), "fd"+strconv.Itoa(i+1))
+	}
+	defer func() {
+		for _, f := range extra {
+			f.Close()
+		}
+	}()
 	r := bufio.NewReader(c)
 	var req agentproto.Request
 	if err := agentproto.ReadMsg(r, &req); err != nil {
 		return
 	}
-	extra := files[1:]
 	switch req.Op {
 	case agentproto.OpInit:
 		agentproto.WriteMsg(c, errReply(a.init(&req)))
@@ -503,7 +503,7 @@ func (a *agent) init(req *agentproto.Request) error {
 // exec starts a command with the host's pipes as its stdio, reports that
 // it started, then its exit code; a kill message or the host hanging up kills
 // the command's whole process tree.
-func (a *agent) exec(c net.Conn, r io.Reader, req *agentproto.Request, files []*os.File) {
+func (a *agent) exec(c *conn, r io.Reader, req *agentproto.Request, files []*os.File) {
 	want := 2
 	if req.Stdin {
 		want = 3
@@ -633,7 +633,7 @@ func startFailed(err error) agentproto.Reply {
 
 // supervise reports a started command's exit code, killing its process
 // tree when the host asks or hangs up first.
-func (a *agent) supervise(c net.Conn, r io.Reader, killer *commandKiller, done chan int) {
+func (a *agent) supervise(c *conn, r io.Reader, killer *commandKiller, done chan int) {
 	finished := make(chan struct{})
 	go func() {
 		for {
@@ -801,8 +801,8 @@ func mergeEnv(base []string, extra map[string]string) []string {
 func (a *agent) lookPath(name string, env []string, dir string) (string, error) {
 	if strings.Contains(name, "/") {
 		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
+		if !path.IsAbs(p) {
+			p = path.Join(dir, p)
 		}
 		if err := a.executable(p); err != nil {
 			var pe *fs.PathError
@@ -813,19 +813,25 @@ func (a *agent) lookPath(name string, env []string, dir string) (string, error) 
 		}
 		return p, nil
 	}
-	path := ""
+	search := ""
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
+			search = v
 		}
 	}
-	for _, d := range filepath.SplitList(path) {
+	// PATH's entries (none where it is empty); an empty entry is the
+	// working directory.
+	var dirs []string
+	if search != "" {
+		dirs = strings.Split(search, ":")
+	}
+	for _, d := range dirs {
 		if d == "" {
 			d = "."
 		}
-		p := filepath.Join(d, name)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
+		p := path.Join(d, name)
+		if !path.IsAbs(p) {
+			p = path.Join(dir, p)
 		}
 		if a.executable(p) == nil {
 			return p, nil
@@ -846,7 +852,7 @@ func (a *agent) executable(p string) error {
 }
 
 // open streams a regular file into the host's pipe, then reports.
-func (a *agent) open(c net.Conn, path string, pipe *os.File) {
+func (a *agent) open(c *conn, path string, pipe *os.File) {
 	f, size, err := a.root.openRegular(path)
 	if err != nil {
 		agentproto.WriteMsg(c, errReply(err))
@@ -865,7 +871,7 @@ func (a *agent) open(c net.Conn, path string, pipe *os.File) {
 // renames it into place only when the host says all data was sent, so a
 // failed write never leaves a half-written file. The directory is
 // resolved once, inside the sandbox; everything after goes through it.
-func (a *agent) write(c net.Conn, r io.Reader, name string, pipe *os.File) {
+func (a *agent) write(c *conn, r io.Reader, name string, pipe *os.File) {
 	dir, base := path.Split(name)
 	err := a.root.mkdirAll(dir)
 	mode := uint32(0o644)

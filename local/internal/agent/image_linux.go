@@ -5,9 +5,8 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
 
@@ -31,7 +30,7 @@ func mountImage(cfg *agentproto.Config, staging string, layers []int) (string, e
 	if img.Mounts && len(layers) != img.Layers || !img.Mounts && len(img.Dirs) != img.Layers {
 		return "", fmt.Errorf("image root: %d layer descriptors and %d directories came, %d announced", len(layers), len(img.Dirs), img.Layers)
 	}
-	in := func(p string) string { return filepath.Join(staging, p) }
+	in := func(p string) string { return path.Join(staging, p) }
 	for _, d := range []string{"l", "upper", "work", "root"} {
 		if err := os.Mkdir(in(d), 0o755); err != nil {
 			return "", err
@@ -117,12 +116,12 @@ var captureFD = -1
 // sendReady sends the host the reply that the sandbox is ready, with the
 // build step's writable layer when there is one, and closes the agent's
 // copy of it: nothing the sandbox runs later gets it.
-func sendReady(uc *net.UnixConn, b []byte) error {
+func sendReady(uc *conn, b []byte) error {
 	if captureFD < 0 {
 		_, err := uc.Write(b)
 		return err
 	}
-	_, _, err := uc.WriteMsgUnix(b, unix.UnixRights(captureFD), nil)
+	_, err := uc.WriteMsg(b, unix.UnixRights(captureFD))
 	unix.Close(captureFD)
 	captureFD = -1
 	return err

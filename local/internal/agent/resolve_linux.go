@@ -3,13 +3,11 @@
 package agent
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -74,9 +72,24 @@ func (r *fsRoot) open(name string, flags int, mode uint32) (int, error) {
 	return fd, nil
 }
 
-// processEntry matches the per-process part of /proc: /proc/self,
-// /proc/thread-self, /proc/PID and everything under them.
-var processEntry = regexp.MustCompile(`^/proc/(self|thread-self|[0-9]+)(/|$)`)
+// isProcessEntry reports whether p is in the per-process part of /proc:
+// /proc/self, /proc/thread-self, /proc/PID or anything under them.
+func isProcessEntry(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/proc/")
+	if !ok {
+		return false
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	if name == "self" || name == "thread-self" {
+		return true
+	}
+	for _, c := range []byte(name) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return name != ""
+}
 
 // refuseProcessEntry refuses a descriptor that names a process's entries
 // in /proc. Opened by the agent, they would describe the agent (its
@@ -88,7 +101,7 @@ func refuseProcessEntry(fd int, name string) error {
 		return nil
 	}
 	real, err := fdPath(fd)
-	if err != nil || processEntry.MatchString(real) {
+	if err != nil || isProcessEntry(real) {
 		return &fs.PathError{Op: "open", Path: name, Err: errProcessEntry}
 	}
 	return nil
@@ -327,8 +340,10 @@ func removeAt(dirfd int, name string, depth int) error {
 func (r *fsRoot) createTemp(dirfd int) (*os.File, string, error) {
 	for range 16 {
 		var b [8]byte
-		rand.Read(b[:])
-		name := ".compute-" + hex.EncodeToString(b[:]) + ".tmp"
+		if _, err := unix.Getrandom(b[:], 0); err != nil {
+			return nil, "", err
+		}
+		name := fmt.Sprintf(".compute-%x.tmp", b[:])
 		fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err == unix.EEXIST {
 			continue

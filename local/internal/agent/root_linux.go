@@ -5,8 +5,9 @@ package agent
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -83,7 +84,7 @@ func prepareRoot(cfg *agentproto.Config) (*preparedRoot, error) {
 	if cfg.Image == nil {
 		return pre, nil
 	}
-	in := func(p string) string { return filepath.Join(staging, p) }
+	in := func(p string) string { return path.Join(staging, p) }
 	for _, d := range []string{"dev", "proc", "shm"} {
 		if err := os.Mkdir(in(d), 0o755); err != nil {
 			return nil, err
@@ -127,7 +128,7 @@ func finishRoot(cfg *agentproto.Config, pre *preparedRoot, layers []int) (err er
 		}
 	}
 
-	in := func(p string) string { return filepath.Join(root, p) }
+	in := func(p string) string { return path.Join(root, p) }
 	// realDir makes sure root/name (one component) is a directory of the
 	// image's own, not a link that would lead the agent's mounts and
 	// writes out of the image (it still sees the host here).
@@ -161,8 +162,7 @@ func finishRoot(cfg *agentproto.Config, pre *preparedRoot, layers []int) (err er
 			return err
 		}
 		for _, pattern := range etcAllow {
-			matches, _ := filepath.Glob("/etc/" + pattern)
-			for _, m := range matches {
+			for _, m := range globEtc(pattern) {
 				if err := mirrorEtc(m, in(m)); err != nil {
 					return err
 				}
@@ -231,7 +231,7 @@ func finishRoot(cfg *agentproto.Config, pre *preparedRoot, layers []int) (err er
 			}
 		}
 		for _, d := range []string{"dev", "proc"} {
-			if err := unix.Mount(filepath.Join(staging, d), in(d), "", unix.MS_MOVE, ""); err != nil {
+			if err := unix.Mount(path.Join(staging, d), in(d), "", unix.MS_MOVE, ""); err != nil {
 				return fmt.Errorf("move /%s into the image root: %w", d, err)
 			}
 		}
@@ -281,14 +281,14 @@ func buildDev(cfg *agentproto.Config, dev, shm string) (ptsErr, err error) {
 		return nil, fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, d := range devFiles {
-		if err := bindFile("/dev/"+d, filepath.Join(dev, d), false); err != nil {
+		if err := bindFile("/dev/"+d, path.Join(dev, d), false); err != nil {
 			return nil, err
 		}
 	}
 	// GPUs, when asked for: the NVIDIA device nodes (the driver's
 	// libraries come with /usr).
 	for _, d := range cfg.GPUs {
-		if err := bindFile(d, filepath.Join(dev, strings.TrimPrefix(d, "/dev/")), false); err != nil {
+		if err := bindFile(d, path.Join(dev, strings.TrimPrefix(d, "/dev/")), false); err != nil {
 			return nil, fmt.Errorf("bind GPU device: %w", err)
 		}
 	}
@@ -298,19 +298,19 @@ func buildDev(cfg *agentproto.Config, dev, shm string) (ptsErr, err error) {
 	// terminals belong to the sandbox's root (uid=, gid=).
 	ptsErr = mountDevpts(dev)
 	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
-		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+		if err := os.Symlink(target, path.Join(dev, name)); err != nil {
 			return nil, err
 		}
 	}
 	// /dev/shm is a directory of the root file system, bound in, so that
 	// shared memory counts against the same quota as every other file.
-	if err := os.Mkdir(filepath.Join(dev, "shm"), 0o755); err != nil {
+	if err := os.Mkdir(path.Join(dev, "shm"), 0o755); err != nil {
 		return nil, err
 	}
 	if err := unix.Chmod(shm, 0o1777); err != nil {
 		return nil, err
 	}
-	if err := unix.Mount(shm, filepath.Join(dev, "shm"), "", unix.MS_BIND, ""); err != nil {
+	if err := unix.Mount(shm, path.Join(dev, "shm"), "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind /dev/shm: %w", err)
 	}
 	return ptsErr, nil
@@ -328,7 +328,7 @@ func buildProc(dir string) error {
 // mountDevpts mounts a new devpts instance on dev/pts and makes dev/ptmx
 // its ptmx.
 func mountDevpts(dev string) error {
-	pts := filepath.Join(dev, "pts")
+	pts := path.Join(dev, "pts")
 	if err := os.Mkdir(pts, 0o755); err != nil {
 		return err
 	}
@@ -337,7 +337,7 @@ func mountDevpts(dev string) error {
 		os.Remove(pts)
 		return fmt.Errorf("mount devpts: %w", err)
 	}
-	return os.Symlink("pts/ptmx", filepath.Join(dev, "ptmx"))
+	return os.Symlink("pts/ptmx", path.Join(dev, "ptmx"))
 }
 
 // Parts of /proc that describe the host, not the sandbox, and are hidden
@@ -359,7 +359,7 @@ var (
 // kernel lacks is skipped.
 func maskProc(dir string) error {
 	for _, f := range maskedProcFiles {
-		p := filepath.Join(dir, f)
+		p := path.Join(dir, f)
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}
@@ -368,7 +368,7 @@ func maskProc(dir string) error {
 		}
 	}
 	for _, d := range maskedProcDirs {
-		p := filepath.Join(dir, d)
+		p := path.Join(dir, d)
 		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 			continue
 		}
@@ -386,17 +386,18 @@ func chownTree(root string) error {
 	if err := unix.Lstat(root, &rootSt); err != nil {
 		return err
 	}
-	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+	return fs.WalkDir(os.DirFS(root), ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
+		p := path.Join(root, rel)
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
 		}
 		if st.Dev != rootSt.Dev {
 			if d.IsDir() {
-				return filepath.SkipDir
+				return fs.SkipDir
 			}
 			return nil
 		}
@@ -407,6 +408,28 @@ func chownTree(root string) error {
 	})
 }
 
+// globEtc returns the entries of the host's /etc that pattern (a name,
+// or a path.Match pattern of one) names, sorted, as filepath.Glob would.
+func globEtc(pattern string) []string {
+	if !strings.ContainsAny(pattern, `*?[\`) {
+		if _, err := os.Lstat("/etc/" + pattern); err != nil {
+			return nil
+		}
+		return []string{"/etc/" + pattern}
+	}
+	entries, err := os.ReadDir("/etc") // sorted
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if ok, _ := path.Match(pattern, e.Name()); ok {
+			out = append(out, "/etc/"+e.Name())
+		}
+	}
+	return out
+}
+
 // mirror makes dst look like the host's src: the same symlink, or a
 // read-only bind of the directory or file. A missing src is skipped.
 func mirror(src, dst string) error {
@@ -414,7 +437,7 @@ func mirror(src, dst string) error {
 	if err != nil {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := os.MkdirAll(path.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	switch {

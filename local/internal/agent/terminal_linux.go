@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -104,13 +103,12 @@ func (a *agent) openPTY(rows, cols int) (master, slave *os.File, err error) {
 // reports that it started (the reply carries the master side), then its
 // exit code; then it keeps what the command left running on the terminal
 // until the host sends a kill or hangs up, kills it all, and says Done.
-func (a *agent) terminal(c net.Conn, r io.Reader, req *agentproto.Request, files []*os.File) {
-	uc, ok := c.(*net.UnixConn)
+func (a *agent) terminal(c *conn, r io.Reader, req *agentproto.Request, files []*os.File) {
 	want := 0
 	if req.Group {
 		want = 3
 	}
-	if !ok || len(files) != want || len(req.Argv) == 0 || req.Rows <= 0 || req.Cols <= 0 || req.Rows > 0xffff || req.Cols > 0xffff {
+	if len(files) != want || len(req.Argv) == 0 || req.Rows <= 0 || req.Cols <= 0 || req.Rows > 0xffff || req.Cols > 0xffff {
 		agentproto.WriteMsg(c, agentproto.Reply{Err: "malformed terminal request"})
 		return
 	}
@@ -153,7 +151,7 @@ func (a *agent) terminal(c net.Conn, r io.Reader, req *agentproto.Request, files
 	}
 	killer := newCommandKiller(pid, group)
 	killer.session = true
-	if err := agentproto.WriteMsgRights(uc, agentproto.Reply{}, int(master.Fd())); err != nil { // started
+	if err := agentproto.WriteMsgRights(c, agentproto.Reply{}, int(master.Fd())); err != nil { // started
 		killer.kill()
 		<-done
 		return

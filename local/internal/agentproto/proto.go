@@ -62,6 +62,9 @@ const (
 // serves them.
 const ProxyAddr = "127.0.0.1:3128"
 
+// ProxyPort is ProxyAddr's port.
+const ProxyPort = 3128
+
 // MaxImageLayers bounds the layers of an image root (overlayfs takes at
 // most 500 lower layers, one message at most 253 descriptors).
 const MaxImageLayers = 128

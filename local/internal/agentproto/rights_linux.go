@@ -3,7 +3,7 @@
 package agentproto
 
 import (
-	"net"
+	"io"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,15 +27,27 @@ func ParseRights(oob []byte) ([]int, error) {
 	return fds, nil
 }
 
+// A MsgConn is a unix stream socket that carries descriptors with its
+// data: recvmsg and sendmsg. The host adapts a *net.UnixConn; the agent
+// has its own (package net is not one of its dependencies).
+type MsgConn interface {
+	io.ReadWriter
+	// ReadMsg reads data into p and control messages into oob; received
+	// descriptors are close-on-exec.
+	ReadMsg(p, oob []byte) (n, oobn int, err error)
+	// WriteMsg writes p with the control messages oob.
+	WriteMsg(p, oob []byte) (n int, err error)
+}
+
 // WriteMsgRights is WriteMsg with descriptors: they travel with the
 // message's first byte. The receiver reads the connection through a
 // RightsReader to get them; the sender keeps its own copies.
-func WriteMsgRights(c *net.UnixConn, v any, fds ...int) error {
+func WriteMsgRights(c MsgConn, v any, fds ...int) error {
 	buf, err := encodeMsg(v)
 	if err != nil {
 		return err
 	}
-	n, _, err := c.WriteMsgUnix(buf, unix.UnixRights(fds...), nil)
+	n, err := c.WriteMsg(buf, unix.UnixRights(fds...))
 	if err == nil && n < len(buf) {
 		_, err = c.Write(buf[n:])
 	}
@@ -46,7 +58,7 @@ func WriteMsgRights(c *net.UnixConn, v any, fds ...int) error {
 // that come with the data (WriteMsgRights), at most MaxRights per read;
 // the kernel closes any beyond. Not safe for concurrent use.
 type RightsReader struct {
-	Conn *net.UnixConn
+	Conn MsgConn
 	fds  []int
 }
 
@@ -55,7 +67,7 @@ const MaxRights = 4
 
 func (r *RightsReader) Read(p []byte) (int, error) {
 	oob := make([]byte, unix.CmsgSpace(MaxRights*4))
-	n, oobn, _, _, err := r.Conn.ReadMsgUnix(p, oob)
+	n, oobn, err := r.Conn.ReadMsg(p, oob)
 	if oobn > 0 {
 		fds, _ := ParseRights(oob[:oobn])
 		r.fds = append(r.fds, fds...)
