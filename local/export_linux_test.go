@@ -13,5 +13,5 @@ func SetHardening(on bool) { hardening = on }
 func (p *Provider) Reserves() (host, bare, image int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.spares), len(p.bare), len(p.imgSpares)
+	return len(p.hostReserve.spares), len(p.bareReserve.spares), len(p.imageReserve.spares)
 }

@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -230,8 +229,9 @@ func (p *Provider) takeImageSpare(network bool, img *sandboxImage) *sandbox {
 		p.mu.Unlock()
 		return nil
 	}
-	if p.imgSpareFor == nil || p.imgSpareFor.im.ID != img.im.ID {
-		if stale := p.imgSpares; len(stale) > 0 {
+	r := &p.imageReserve
+	if r.image == nil || r.image.im.ID != img.im.ID {
+		if stale := r.spares; len(stale) > 0 {
 			p.filling.Add(1) // Close waits for it
 			go func() {
 				defer p.filling.Done()
@@ -240,18 +240,10 @@ func (p *Provider) takeImageSpare(network bool, img *sandboxImage) *sandbox {
 				}
 			}()
 		}
-		p.imgSpares = nil
-		p.imgSpareFor = &sandboxImage{ref: img.ref, im: img.im, release: func() {}}
+		r.spares = nil
+		r.image = &sandboxImage{ref: img.ref, im: img.im, release: func() {}}
 	}
-	var s *sandbox
-	if n := len(p.imgSpares); n > 0 {
-		s, p.imgSpares = p.imgSpares[n-1], p.imgSpares[:n-1]
-	}
-	if !p.imgFilling && len(p.imgSpares) < p.prestart() {
-		p.imgFilling = true
-		p.filling.Add(1)
-		time.AfterFunc(refillDelay, p.fillImage)
-	}
+	s := p.takeSpare(r)
 	p.mu.Unlock()
 	if s == nil {
 		return nil
@@ -262,39 +254,6 @@ func (p *Provider) takeImageSpare(network bool, img *sandboxImage) *sandbox {
 	}
 	s.setImage(img)
 	return s
-}
-
-// fillImage starts sandboxes with the reserve's image root until
-// Prestart are ready. A failure stops it quietly, as fill.
-func (p *Provider) fillImage() {
-	defer p.filling.Done()
-	for {
-		p.mu.Lock()
-		target := p.imgSpareFor
-		if p.closed || target == nil || len(p.imgSpares) >= p.prestart() || p.makingRoom > 0 {
-			p.imgFilling = false
-			p.mu.Unlock()
-			return
-		}
-		p.mu.Unlock()
-		s, err := startAgent(p, p.opts.Network, nil, target)
-		p.mu.Lock()
-		switch {
-		case err != nil || p.closed:
-			p.imgFilling = false
-			p.mu.Unlock()
-			if s != nil {
-				s.destroy()
-			}
-			return
-		case p.imgSpareFor != target:
-			p.mu.Unlock()
-			s.destroy() // the reserve changed image meanwhile
-		default:
-			p.imgSpares = append(p.imgSpares, s)
-			p.mu.Unlock()
-		}
-	}
 }
 
 // fileID identifies a directory: its device and inode.

@@ -63,28 +63,22 @@ type Provider struct {
 	explicitMemory bool
 	quota          *quota // the provider-wide caps
 
-	mu         sync.Mutex
-	sandboxes  map[string]*sandbox
-	closed     bool
-	spares     []*sandbox // started ahead of demand, not yet handed out
-	fillingNow bool       // a fill goroutine is running
-	// bare are sandboxes launched ahead of demand without a root (its
-	// agent waits for one), for Creates that name an image: a reserve
-	// of its own, started by the first such Create, so that image
-	// Creates neither take the host-root spares nor go without.
-	bare        []*sandbox
-	bareFilling bool // a fillBare goroutine is running
-	bareUsed    bool // an image Create came: Warm fills the bare reserve too
-	// imgSpares are sandboxes started ahead of demand with the root of
-	// the image the last image Create named (imgSpareFor, without a Use:
-	// a reserve must not keep an image from rm and prune; a Create takes
-	// one only once it holds the image in use and finds the very layer
-	// directories the spare mounted).
-	imgSpares   []*sandbox
-	imgSpareFor *sandboxImage
-	imgFilling  bool
-	filling     sync.WaitGroup // the fill goroutine, for Close
-	makingRoom  int            // Creates that gave up a spare's place: no refill meanwhile
+	mu        sync.Mutex
+	sandboxes map[string]*sandbox
+	closed    bool
+	// The reserves (Options.Prestart). hostReserve's spares have the
+	// host's root. bareReserve's have no root yet (their agents wait
+	// for one), for Creates that name an image: a reserve of its own,
+	// started by the first such Create, so that image Creates neither
+	// take the host-root spares nor go without. imageReserve's have the
+	// root of the image the last image Create named (its image, without
+	// a Use: a reserve must not keep an image from rm and prune; a
+	// Create takes one only once it holds the image in use and finds
+	// the very layer directories the spare mounted).
+	hostReserve, bareReserve, imageReserve reserve
+	bareUsed                               bool           // an image Create came: Warm fills the bare reserve too
+	filling                                sync.WaitGroup // the fill goroutines, for Close
+	makingRoom                             int            // Creates that gave up a spare's place: no refill meanwhile
 
 	imgMu  sync.Mutex
 	images *imagestore.Store // Options.ImageStore, or the default one once opened
@@ -148,7 +142,11 @@ func New(opts Options) (*Provider, error) {
 	if opts.Isolation == IsolationNamespaces {
 		sweepNow()
 	}
-	return &Provider{opts: opts, explicitMemory: explicitMemory, quota: newQuota(opts), sandboxes: map[string]*sandbox{}, images: opts.ImageStore}, nil
+	p := &Provider{opts: opts, explicitMemory: explicitMemory, quota: newQuota(opts), sandboxes: map[string]*sandbox{}, images: opts.ImageStore}
+	p.hostReserve.start = func(*sandboxImage) (*sandbox, error) { return startAgent(p, p.opts.Network, nil, nil) }
+	p.bareReserve.start = func(*sandboxImage) (*sandbox, error) { return launchAgent(p, p.opts.Network, nil, true) }
+	p.imageReserve.start = func(img *sandboxImage) (*sandbox, error) { return startAgent(p, p.opts.Network, nil, img) }
+	return p, nil
 }
 
 // Name returns "local".
@@ -318,8 +316,11 @@ func (p *Provider) Close() error {
 	p.closed = true
 	list := p.sandboxes
 	p.sandboxes = map[string]*sandbox{}
-	spares := append(append(p.spares, p.bare...), p.imgSpares...)
-	p.spares, p.bare, p.imgSpares = nil, nil, nil
+	var spares []*sandbox
+	for _, r := range []*reserve{&p.hostReserve, &p.bareReserve, &p.imageReserve} {
+		spares = append(spares, r.spares...)
+		r.spares = nil
+	}
 	p.mu.Unlock()
 	p.filling.Wait()
 	var errs []error
@@ -392,12 +393,11 @@ func (p *Provider) startMakingRoom(ctx context.Context, network bool, gpus []str
 	for errors.Is(err, driver.ErrQuotaExceeded) {
 		p.mu.Lock()
 		var spare *sandbox
-		if n := len(p.spares); n > 0 {
-			spare, p.spares = p.spares[n-1], p.spares[:n-1]
-		} else if n := len(p.bare); n > 0 {
-			spare, p.bare = p.bare[n-1], p.bare[:n-1]
-		} else if n := len(p.imgSpares); n > 0 {
-			spare, p.imgSpares = p.imgSpares[n-1], p.imgSpares[:n-1]
+		for _, r := range []*reserve{&p.hostReserve, &p.bareReserve, &p.imageReserve} {
+			if n := len(r.spares); n > 0 {
+				spare, r.spares = r.spares[n-1], r.spares[:n-1]
+				break
+			}
 		}
 		p.mu.Unlock()
 		if spare == nil {
@@ -424,45 +424,7 @@ func (p *Provider) takePrestarted(network bool) *sandbox {
 	if p.closed {
 		return nil
 	}
-	var s *sandbox
-	if n := len(p.spares); n > 0 {
-		s, p.spares = p.spares[n-1], p.spares[:n-1]
-	}
-	if !p.fillingNow && len(p.spares) < p.prestart() {
-		p.fillingNow = true
-		p.filling.Add(1)
-		// Replace the spare a moment later, so that starting it (a burst of
-		// CPU) does not compete with the caller's first commands.
-		time.AfterFunc(refillDelay, p.fill)
-	}
-	return s
-}
-
-// fill starts sandboxes until Prestart are ready. A failure stops it
-// quietly: Create then starts sandboxes itself and reports the error.
-func (p *Provider) fill() {
-	defer p.filling.Done()
-	for {
-		p.mu.Lock()
-		if p.closed || len(p.spares) >= p.prestart() || p.makingRoom > 0 {
-			p.fillingNow = false
-			p.mu.Unlock()
-			return
-		}
-		p.mu.Unlock()
-		s, err := startAgent(p, p.opts.Network, nil, nil)
-		p.mu.Lock()
-		if err != nil || p.closed {
-			p.fillingNow = false
-			p.mu.Unlock()
-			if s != nil {
-				s.destroy()
-			}
-			return
-		}
-		p.spares = append(p.spares, s)
-		p.mu.Unlock()
-	}
+	return p.takeSpare(&p.hostReserve)
 }
 
 // takeBare is takePrestarted for the bare reserve (sandboxes without a
@@ -477,48 +439,8 @@ func (p *Provider) takeBare(network bool) *sandbox {
 		return nil
 	}
 	p.bareUsed = true
-	var s *sandbox
-	if n := len(p.bare); n > 0 {
-		s, p.bare = p.bare[n-1], p.bare[:n-1]
-	}
-	if !p.bareFilling && len(p.bare) < p.prestart() {
-		p.bareFilling = true
-		p.filling.Add(1)
-		time.AfterFunc(refillDelay, p.fillBare)
-	}
-	return s
+	return p.takeSpare(&p.bareReserve)
 }
-
-// fillBare launches sandboxes until the bare reserve holds Prestart. A
-// failure stops it quietly, as fill.
-func (p *Provider) fillBare() {
-	defer p.filling.Done()
-	for {
-		p.mu.Lock()
-		if p.closed || len(p.bare) >= p.prestart() || p.makingRoom > 0 {
-			p.bareFilling = false
-			p.mu.Unlock()
-			return
-		}
-		p.mu.Unlock()
-		s, err := launchAgent(p, p.opts.Network, nil, true)
-		p.mu.Lock()
-		if err != nil || p.closed {
-			p.bareFilling = false
-			p.mu.Unlock()
-			if s != nil {
-				s.destroy()
-			}
-			return
-		}
-		p.bare = append(p.bare, s)
-		p.mu.Unlock()
-	}
-}
-
-// refillDelay is how long after handing out a spare the provider starts
-// its replacement.
-const refillDelay = 25 * time.Millisecond
 
 // Warm fills the provider's reserve of prestarted sandboxes (see
 // Options.Prestart) and waits until it is full, for callers that want
@@ -530,26 +452,15 @@ func (p *Provider) Warm(ctx context.Context) error {
 	}
 	for {
 		p.mu.Lock()
-		full, closed := len(p.spares) >= p.prestart(), p.closed
-		if !full && !closed && !p.fillingNow {
-			p.fillingNow = true
-			p.filling.Add(1)
-			go p.fill()
-		}
-		if p.imgSpareFor != nil && len(p.imgSpares) < p.prestart() {
-			full = false
-			if !closed && !p.imgFilling {
-				p.imgFilling = true
-				p.filling.Add(1)
-				go p.fillImage()
+		closed, full := p.closed, true
+		for _, r := range []*reserve{&p.hostReserve, &p.bareReserve, &p.imageReserve} {
+			wanted := r == &p.hostReserve || r == &p.bareReserve && p.bareUsed || r == &p.imageReserve && r.image != nil
+			if !wanted || len(r.spares) >= p.prestart() {
+				continue
 			}
-		}
-		if p.bareUsed && len(p.bare) < p.prestart() {
 			full = false
-			if !closed && !p.bareFilling {
-				p.bareFilling = true
-				p.filling.Add(1)
-				go p.fillBare()
+			if !closed {
+				p.refill(r, 0)
 			}
 		}
 		p.mu.Unlock()

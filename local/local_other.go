@@ -64,8 +64,6 @@ func (p *Provider) takeImageSpare(bool, *sandboxImage) *sandbox { return nil }
 
 func (p *Provider) takeBareFor(network bool, _ *sandboxImage) *sandbox { return p.takeBare(network) }
 
-func (p *Provider) fillImage() {}
-
 func (p *Provider) holdImage(context.Context, *driver.CreateOptions) (*sandboxImage, error) {
 	return nil, checkSupport(Options{})
 }
