@@ -191,25 +191,11 @@ func (b *Builder) commitLayer(ctx context.Context, o CommitOptions) error {
 	if err != nil {
 		return fmt.Errorf("imagestore: capturing a build step's files: %w", err)
 	}
-	meta := Layer{DiffID: o.Key, Size: u.size, Notes: u.notes}
-	if err := writeJSON(filepath.Join(tmp, "layer.json"), meta); err != nil {
-		return fmt.Errorf("imagestore: %w", err)
+	err = commitLayer(tmp, s.layerDir(o.Key), Layer{DiffID: o.Key, Size: u.size, Notes: u.notes}, u)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // committed meanwhile by another process sharing the store
 	}
-	if len(u.owners) > 0 {
-		if err := writeJSON(filepath.Join(tmp, "owners.json"), u.owners); err != nil {
-			return fmt.Errorf("imagestore: %w", err)
-		}
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
-	if err := syncFS(tmp); err != nil {
-		return fmt.Errorf("imagestore: %w", err)
-	}
-	if err := os.Rename(tmp, s.layerDir(o.Key)); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil
-		}
+	if err != nil {
 		return fmt.Errorf("imagestore: %w", err)
 	}
 	done = true

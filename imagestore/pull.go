@@ -329,27 +329,35 @@ func (s *Store) ensureLayer(ctx context.Context, key string, l layerSource, lim 
 			log.Warn(n, "image", key, "layer", shortID(l.digestOrDiffID()))
 		}
 	}
-	meta := Layer{Digest: l.digest, DiffID: l.diffID, Size: u.size, Notes: u.notes}
-	if err := writeJSON(filepath.Join(tmp, "layer.json"), meta); err != nil {
+	if err := commitLayer(tmp, s.layerDir(l.diffID), Layer{Digest: l.digest, DiffID: l.diffID, Size: u.size, Notes: u.notes}, u); err != nil {
 		return fmt.Errorf("imagestore: %w", err)
+	}
+	done = true
+	pr.add(l.size-fetched, true)
+	return nil
+}
+
+// commitLayer completes a layer unpacked (or captured) into the
+// temporary directory tmp: its record and its files' owners, its
+// permissions, a sync, then a rename to dst, so that a layer directory
+// is either complete or absent. The rename's error (fs.ErrExist where
+// another process committed dst first) is returned as it is.
+func commitLayer(tmp, dst string, meta Layer, u *unpacked) error {
+	if err := writeJSON(filepath.Join(tmp, "layer.json"), meta); err != nil {
+		return err
 	}
 	if len(u.owners) > 0 {
 		if err := writeJSON(filepath.Join(tmp, "owners.json"), u.owners); err != nil {
-			return fmt.Errorf("imagestore: %w", err)
+			return err
 		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
 	if err := syncFS(tmp); err != nil {
-		return fmt.Errorf("imagestore: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp, s.layerDir(l.diffID)); err != nil {
-		return fmt.Errorf("imagestore: %w", err)
-	}
-	done = true
-	pr.add(l.size-fetched, true)
-	return nil
+	return os.Rename(tmp, dst)
 }
 
 func (l layerSource) digestOrDiffID() string {

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/computesdk-go/compute/driver"
+	"github.com/computesdk-go/compute/internal/cellout"
 	"github.com/computesdk-go/compute/server/wire"
 )
 
@@ -126,93 +127,36 @@ func (c *CodeContext) Run(ctx context.Context, code string, opts *driver.CellOpt
 	if limit == 0 {
 		limit = defaultMaxOutput
 	}
-	ex := &driver.Execution{}
-	stdout, stderr := capped{max: limit}, capped{max: limit}
-	outW, errW := writer{w: opts.Stdout}, writer{w: opts.Stderr}
-	resultBytes := 0
-	finish := func() {
-		ex.Stdout, ex.Stderr = string(stdout.b), string(stderr.b)
-		ex.Truncated = ex.Truncated || stdout.trunc || stderr.trunc
-	}
+	col := cellout.New(limit, opts.Stdout, opts.Stderr, opts.OnResult)
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev wire.CellEvent
 		if err := dec.Decode(&ev); err != nil {
-			finish()
 			if err == io.EOF {
 				err = errors.New("the server ended the cell's stream before the cell ended")
 			} else {
 				err = fmt.Errorf("lost the cell's stream: %w", err)
 			}
-			return ex, fail(err)
+			return col.Execution(), fail(err)
 		}
 		switch ev.Type {
 		case wire.CellEventStdout:
-			outW.write(ev.Data)
-			stdout.add(ev.Data)
+			col.Stdout(ev.Data)
 		case wire.CellEventStderr:
-			errW.write(ev.Data)
-			stderr.add(ev.Data)
+			col.Stderr(ev.Data)
 		case wire.CellEventResult:
-			o := ev.Bundle.Output(ev.Main)
-			if opts.OnResult != nil {
-				opts.OnResult(o)
-			}
-			if n := o.Size(); limit >= 0 && resultBytes+n <= limit {
-				resultBytes += n
-				ex.Results = append(ex.Results, o)
-			} else if limit >= 0 {
-				ex.Truncated = true
-			}
+			col.Result(ev.Bundle.Output(ev.Main))
 		case wire.CellEventError:
-			if ex.Error == nil {
-				ex.Error = &driver.CellError{Name: ev.Name, Value: ev.Value, Traceback: ev.Traceback}
-			}
+			col.Error(&driver.CellError{Name: ev.Name, Value: ev.Value, Traceback: ev.Traceback})
 		case wire.CellEventEnd:
-			ex.Truncated = ex.Truncated || ev.Truncated
-			finish()
+			if ev.Truncated {
+				col.Truncated()
+			}
 			io.Copy(io.Discard, resp.Body) // the end of the response: reuse the connection
-			return ex, nil
+			return col.Execution(), nil
 		case wire.CellEventFailure:
-			finish()
-			return ex, fail(newError(0, wire.ErrorResponse{Error: ev.Error, Code: ev.Code}))
+			return col.Execution(), fail(newError(0, wire.ErrorResponse{Error: ev.Error, Code: ev.Code}))
 		}
 		// Other types (ping, and any later ones) carry nothing for us.
-	}
-}
-
-// capped keeps the first max bytes written to it; negative max keeps
-// nothing.
-type capped struct {
-	b     []byte
-	max   int
-	trunc bool
-}
-
-func (c *capped) add(p []byte) {
-	if c.max < 0 {
-		return
-	}
-	room := c.max - len(c.b)
-	if len(p) > room {
-		c.b = append(c.b, p[:max(room, 0)]...)
-		c.trunc = true
-		return
-	}
-	c.b = append(c.b, p...)
-}
-
-// writer forwards to w until w fails once.
-type writer struct {
-	w      io.Writer
-	failed bool
-}
-
-func (w *writer) write(p []byte) {
-	if w.w == nil || w.failed || len(p) == 0 {
-		return
-	}
-	if _, err := w.w.Write(p); err != nil {
-		w.failed = true
 	}
 }

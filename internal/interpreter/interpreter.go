@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/computesdk-go/compute/driver"
+	"github.com/computesdk-go/compute/internal/cellout"
 )
 
 //go:embed python.py
@@ -297,12 +298,7 @@ func (s *Session) Run(ctx context.Context, code string, opts *RunOptions) (*Exec
 	if limit == 0 {
 		limit = DefaultMaxOutput
 	}
-	ex := &Execution{}
-	var stdout, stderr capped
-	stdout.max, stderr.max = limit, limit
-	resultBytes := 0
-	outW := writer{w: opts.Stdout}
-	errW := writer{w: opts.Stderr}
+	col := cellout.New(limit, opts.Stdout, opts.Stderr, opts.OnResult)
 
 	done := ctx.Done()
 	var grace <-chan time.Time
@@ -312,40 +308,26 @@ func (s *Session) Run(ctx context.Context, code string, opts *RunOptions) (*Exec
 			switch ev.kind {
 			case evStream:
 				if ev.stderr {
-					errW.write(ev.data)
-					stderr.add(ev.data)
+					col.Stderr(ev.data)
 				} else {
-					outW.write(ev.data)
-					stdout.add(ev.data)
+					col.Stdout(ev.data)
 				}
 			case evResult:
-				if opts.OnResult != nil {
-					opts.OnResult(ev.out)
-				}
-				if n := ev.out.Size(); limit >= 0 && resultBytes+n <= limit {
-					resultBytes += n
-					ex.Results = append(ex.Results, ev.out)
-				} else if limit >= 0 {
-					ex.Truncated = true
-				}
+				col.Result(ev.out)
 			case evError:
-				if ex.Error == nil {
-					ex.Error = ev.err
-				}
+				col.Error(ev.err)
 			case evDropped:
-				ex.Truncated = true
+				col.Truncated()
 			case evEnd:
-				ex.Stdout, ex.Stderr = string(stdout.b), string(stderr.b)
-				ex.Truncated = ex.Truncated || stdout.trunc || stderr.trunc
 				if grace != nil {
-					return ex, ctx.Err()
+					return col.Execution(), ctx.Err()
 				}
-				return ex, nil
+				return col.Execution(), nil
 			}
 		case <-done:
 			done = nil
 			if err := s.send(frame{Type: "interrupt", ID: c.id}); err != nil {
-				return s.partial(ex, &stdout, &stderr), err
+				return col.Execution(), err
 			}
 			t := time.NewTimer(interruptGrace)
 			defer t.Stop()
@@ -353,18 +335,11 @@ func (s *Session) Run(ctx context.Context, code string, opts *RunOptions) (*Exec
 		case <-grace:
 			err := fmt.Errorf("%w: the cell did not stop within %v of an interrupt: %w", ErrDied, interruptGrace, ctx.Err())
 			s.fail(err)
-			return s.partial(ex, &stdout, &stderr), err
+			return col.Execution(), err
 		case <-s.dead:
-			return s.partial(ex, &stdout, &stderr), s.failErr
+			return col.Execution(), s.failErr
 		}
 	}
-}
-
-// partial fills in what a cell printed before Run gave up on it.
-func (s *Session) partial(ex *Execution, stdout, stderr *capped) *Execution {
-	ex.Stdout, ex.Stderr = string(stdout.b), string(stderr.b)
-	ex.Truncated = ex.Truncated || stdout.trunc || stderr.trunc
-	return ex
 }
 
 // Interrupt interrupts the running cell, if any, as a done context does,
@@ -603,39 +578,4 @@ func toOutput(bundle map[string]json.RawMessage, main bool) Output {
 		}
 	}
 	return o
-}
-
-// capped keeps the first max bytes written to it.
-type capped struct {
-	b     []byte
-	max   int
-	trunc bool
-}
-
-func (c *capped) add(p []byte) {
-	if c.max < 0 {
-		return
-	}
-	room := c.max - len(c.b)
-	if len(p) > room {
-		c.b = append(c.b, p[:max(room, 0)]...)
-		c.trunc = true
-		return
-	}
-	c.b = append(c.b, p...)
-}
-
-// writer forwards to w until w fails once.
-type writer struct {
-	w      io.Writer
-	failed bool
-}
-
-func (w *writer) write(p []byte) {
-	if w.w == nil || w.failed {
-		return
-	}
-	if _, err := w.w.Write(p); err != nil {
-		w.failed = true
-	}
 }
