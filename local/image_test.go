@@ -52,8 +52,26 @@ func link(name, to string) tarEntry {
 	return tarEntry{name: name, typ: tar.TypeSymlink, link: to, mode: 0o777}
 }
 
-// testLayer is a layer of entries.
+// testLayer is a layer of entries, owned by root.
 func testLayer(t testing.TB, entries ...tarEntry) v1.Layer {
+	t.Helper()
+	owned := make([]ownedEntry, len(entries))
+	for i, e := range entries {
+		owned[i] = ownedEntry{tarEntry: e}
+	}
+	return ownedLayer(t, owned...)
+}
+
+// ownedEntry is a tar entry with an owner.
+type ownedEntry struct {
+	tarEntry
+	uid, gid int
+}
+
+func owned(e tarEntry, uid, gid int) ownedEntry { return ownedEntry{e, uid, gid} }
+
+// ownedLayer is a layer of entries with their owners.
+func ownedLayer(t testing.TB, entries ...ownedEntry) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -62,10 +80,10 @@ func testLayer(t testing.TB, entries ...tarEntry) v1.Layer {
 		if typ == 0 {
 			typ = tar.TypeReg
 		}
-		h := &tar.Header{Name: e.name, Typeflag: typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.body)),
+		h := &tar.Header{Name: e.name, Typeflag: typ, Mode: e.mode, Linkname: e.link, Uid: e.uid, Gid: e.gid,
 			ModTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Format: tar.FormatPAX}
-		if typ != tar.TypeReg {
-			h.Size = 0
+		if typ == tar.TypeReg {
+			h.Size = int64(len(e.body))
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)

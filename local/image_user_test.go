@@ -3,8 +3,6 @@
 package local_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/imagestore"
@@ -260,49 +257,6 @@ func TestImageUserReserves(t *testing.T) {
 		}
 		check(refs["app"], "1000\n1000\n") // from the image reserve
 	}
-}
-
-// ownedEntry is a tar entry with an owner.
-type ownedEntry struct {
-	tarEntry
-	uid, gid int
-}
-
-func owned(e tarEntry, uid, gid int) ownedEntry { return ownedEntry{e, uid, gid} }
-
-// ownedLayer is testLayer with owners.
-func ownedLayer(t testing.TB, entries ...ownedEntry) v1.Layer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		typ := e.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		h := &tar.Header{Name: e.name, Typeflag: typ, Mode: e.mode, Linkname: e.link, Uid: e.uid, Gid: e.gid,
-			ModTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Format: tar.FormatPAX}
-		if typ == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if typ == tar.TypeReg {
-			if _, err := tw.Write(e.body); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 // The image's files that its layers say are the user's (or its group's)
