@@ -12,9 +12,19 @@ import (
 )
 
 // A working directory the sandbox cannot create fails Create with a clear
-// error, and leaves nothing running.
+// error, and leaves nothing running: from the reserve (a spare's init
+// operation) and cold (the settings go with the agent's configuration).
 func TestCreateBadDir(t *testing.T) {
-	p, err := local.New(local.Options{})
+	for _, tc := range []struct {
+		name     string
+		prestart int
+	}{{"reserve", 0}, {"cold", -1}} {
+		t.Run(tc.name, func(t *testing.T) { testCreateBadDir(t, local.Options{Prestart: tc.prestart}) })
+	}
+}
+
+func testCreateBadDir(t *testing.T, opts local.Options) {
+	p, err := local.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
