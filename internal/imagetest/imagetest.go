@@ -65,12 +65,19 @@ func Busybox(t testing.TB, env ...string) v1.Image {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	return Image(t, buf.Bytes(), append([]string{"PATH=/bin"}, env...)...)
+}
+
+// Image is a one-layer image for this machine (linux, this GOARCH) whose
+// layer is the tar stream layer, with env added to its configuration's
+// environment.
+func Image(t testing.TB, layer []byte, env ...string) v1.Image {
+	t.Helper()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer)), nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	img, err := mutate.AppendLayers(empty.Image, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +87,7 @@ func Busybox(t testing.TB, env ...string) v1.Image {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Env = append([]string{"PATH=/bin"}, env...)
+	cf.Config.Env = append(cf.Config.Env, env...)
 	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
