@@ -288,12 +288,19 @@ func (c *execContext) Run(ctx context.Context, code string, opts *CellOptions) (
 	timedOut := opts.Timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded)
 	if errors.Is(err, interpreter.ErrDied) {
 		r.kill()
-		derr := c.died(r, "died during the cell", err)
+		var derr error
+		if errors.Is(err, interpreter.ErrNotStopped) {
+			// The session gave up on a cell that ignored its interrupt,
+			// and the kill above is ours: say that, not how it ended.
+			derr = fmt.Errorf("compute: code context %s: the cell did not stop when interrupted (%w), so its interpreter was stopped; Restart starts a new one: %w", c.id, runCtx.Err(), ErrContextDied)
+		} else {
+			derr = c.died(r, "died during the cell", err)
+		}
 		if c.isClosed() {
 			derr = fmt.Errorf("compute: code context %s was closed during the cell: %w", c.id, ErrContextDied)
 		}
 		if timedOut {
-			derr = fmt.Errorf("%w (the cell ran past its %v timeout and did not stop when interrupted: %w)", derr, opts.Timeout, ErrTimeout)
+			derr = fmt.Errorf("%w (the cell ran past its %v timeout: %w)", derr, opts.Timeout, ErrTimeout)
 		}
 		return ex, derr
 	}

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/server"
@@ -27,7 +28,8 @@ func TestMain(m *testing.M) {
 // env is a server for the local provider on a loopback port.
 type env struct {
 	t     *testing.T
-	p     *local.Provider
+	p     *local.Provider // the one start made, if it made one
+	prov  driver.Provider // the provider served
 	srv   *server.Server
 	ts    *httptest.Server
 	token string
@@ -62,6 +64,7 @@ func start(t *testing.T, p driver.Provider, opts server.Options) *env {
 		e.p = lp
 		p = lp
 	}
+	e.prov = p
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(e.logs, nil))
 	}
@@ -212,15 +215,22 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // noSleep fails unless, soon, no process of the sandbox runs sleep with
-// the marker argument.
+// the marker argument. It looks through the provider, not the server: a
+// server under test may cut requests short (RequestTimeout), and on a
+// loaded machine the look itself can take that long.
 func (e *env) noSleep(id, mark string) {
 	e.t.Helper()
 	script := `for d in /proc/[0-9]*; do a=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline"); case "$a" in "sleep $1"*) echo "$a";; esac; done; exit 0`
-	var left string
-	eventually(e.t, 10*time.Second, "the killed process is gone", func() bool {
-		m := e.seedOK(map[string]any{"action": "compute.sandbox.runCommand", "sandboxId": id, "command": "sh", "args": []string{"-c", script, "sh", mark}})
-		left = m["result"].(map[string]any)["stdout"].(string)
-		return left == ""
+	sb, err := compute.New(compute.Config{Provider: e.prov}).Get(e.t.Context(), id)
+	if err != nil {
+		e.t.Fatalf("the sandbox %s: %v", id, err)
+	}
+	eventually(e.t, 30*time.Second, "the killed process is gone", func() bool {
+		res, err := sb.RunCommand(e.t.Context(), "sh", "-c", script, "sh", mark)
+		if err != nil {
+			e.t.Fatalf("looking for sleep %s: %v", mark, err)
+		}
+		return res.Stdout == ""
 	})
 }
 

@@ -66,6 +66,11 @@ var nodeSource string
 // the process and start a new one.
 var ErrDied = errors.New("interpreter: the interpreter program died")
 
+// ErrNotStopped is wrapped, with ErrDied, by the error of a Run whose
+// cell did not end within the grace after its interrupt: the program is
+// alive but the session gave up on it.
+var ErrNotStopped = errors.New("the cell did not stop when interrupted")
+
 // Command returns the argv that starts the interpreter program for runtime
 // "python" or "node". The program's source travels as an argument rather
 // than as a file in the sandbox, which saves a filesystem round trip before
@@ -134,8 +139,12 @@ const DefaultMaxOutput = 16 << 20
 var maxFrame = 64 << 20
 
 // interruptGrace is how long Run waits for a cell to end after it sent an
-// interrupt because its context was done.
-var interruptGrace = 2 * time.Second
+// interrupt because its context was done. An interrupted cell normally
+// ends within milliseconds; on a machine loaded with other interpreters
+// the signal, the interpreter's handling of it and the end frame can
+// take seconds (2 s was seen to be too short in CI), and giving up kills
+// the interpreter with all its state.
+var interruptGrace = 5 * time.Second
 
 // Session speaks the protocol with one running interpreter program. Its
 // methods are safe for concurrent use; cells run one at a time.
@@ -333,7 +342,7 @@ func (s *Session) Run(ctx context.Context, code string, opts *RunOptions) (*Exec
 			defer t.Stop()
 			grace = t.C
 		case <-grace:
-			err := fmt.Errorf("%w: the cell did not stop within %v of an interrupt: %w", ErrDied, interruptGrace, ctx.Err())
+			err := fmt.Errorf("%w: %w within %v: %w", ErrDied, ErrNotStopped, interruptGrace, ctx.Err())
 			s.fail(err)
 			return col.Execution(), err
 		case <-s.dead:

@@ -262,8 +262,8 @@ func TestFakeInterruptIgnored(t *testing.T) {
 		t.Fatalf("got %+v, want an interrupt", fr)
 	}
 	err := <-done
-	if !errors.Is(err, ErrDied) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run = %v, want ErrDied and Canceled", err)
+	if !errors.Is(err, ErrDied) || !errors.Is(err, ErrNotStopped) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want ErrDied, ErrNotStopped and Canceled", err)
 	}
 }
 
