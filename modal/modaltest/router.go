@@ -224,6 +224,9 @@ func (r *router) TaskExecWait(ctx context.Context, req *pb.TaskExecWaitRequest) 
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
+	if err := r.s.closing(); err != nil {
+		return nil, err
+	}
 	code := int32(p.code)
 	return pb.TaskExecWaitResponse_builder{Code: &code}.Build(), nil
 }
@@ -235,6 +238,9 @@ func (r *router) TaskExecPoll(ctx context.Context, req *pb.TaskExecPollRequest) 
 	}
 	if !p.exited() {
 		return &pb.TaskExecPollResponse{}, nil
+	}
+	if err := r.s.closing(); err != nil {
+		return nil, err
 	}
 	code := int32(p.code)
 	return pb.TaskExecPollResponse_builder{Code: &code}.Build(), nil

@@ -44,7 +44,9 @@ import (
 
 	pb "github.com/modal-labs/modal-client/go/proto/modal_proto"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/driver"
@@ -329,6 +331,18 @@ func (s *Server) Close() error {
 	wg.Wait()
 	s.wg.Wait()
 	return s.closeProvider()
+}
+
+// closing is the error of a call answered while Close runs: Close
+// cancels the server's context first (which ends the guests' commands)
+// and only then closes the connections, and an exit status that the
+// shutdown itself caused must not reach a client as the command's own.
+// Modal's clients see a server that goes away as unavailable.
+func (s *Server) closing() error {
+	if s.ctx.Err() != nil {
+		return status.Error(codes.Unavailable, "modaltest: the server is shutting down")
+	}
+	return nil
 }
 
 func (s *Server) closeProvider() error {
