@@ -621,11 +621,18 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 // far longer.
 const inUseGrace = 250 * time.Millisecond
 
+// testHookBusy, when set (by tests), is called when removing an image
+// first finds its lock held.
+var testHookBusy func(id string)
+
 // removeImage deletes an image record unless it is in use, waiting up
 // to grace for a holder to go. The caller holds the store lock
 // exclusively (no new Use can start).
 func (s *Store) removeImage(id string, grace time.Duration) error {
 	release, ok, err := tryLockFile(s.imageLock(id), true)
+	if err == nil && !ok && testHookBusy != nil {
+		testHookBusy(id)
+	}
 	for wait, waited := time.Millisecond, time.Duration(0); err == nil && !ok && waited < grace; wait *= 2 {
 		wait = min(wait, grace-waited)
 		time.Sleep(wait)

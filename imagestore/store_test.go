@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
 )
 
 func openStore(t testing.TB) *Store {
@@ -601,4 +602,65 @@ func mustTag(t testing.TB, s string) nameTag {
 		t.Fatal(err)
 	}
 	return tag
+}
+
+// A lock on an image that is let go a moment after removal first finds it
+// held (as a process forked at that moment holds a copy of the lock until
+// its exec) does not make Remove or Prune call the image in use; one that
+// stays held does.
+func TestRemoveWaitsForAReleasedLock(t *testing.T) {
+	reg := newRegistry(t)
+	old := reg.push(t, "a:1", imageOf(t, "", layerOf(t, file("a", "1"))))
+	s := openStore(t)
+	ctx := context.Background()
+	im, err := s.Pull(ctx, old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// hold takes a shared lock on im's lock file, as a copy of a Use's
+	// descriptor would hold it; the returned func lets it go.
+	hold := func(id string) func() {
+		f, err := os.OpenFile(s.imageLock(id), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH); err != nil {
+			t.Fatal(err)
+		}
+		return func() { f.Close() }
+	}
+	var busy []string
+	t.Cleanup(func() { testHookBusy = nil })
+
+	// Prune: an unnamed image (its tag moved) held a moment longer.
+	reg.push(t, "a:1", imageOf(t, "", layerOf(t, file("a", "2"))))
+	if _, err := s.Pull(ctx, old, nil); err != nil {
+		t.Fatal(err)
+	}
+	letGo := hold(im.ID)
+	testHookBusy = func(id string) { busy = append(busy, id); letGo() }
+	res, err := s.Prune(ctx)
+	if err != nil || res.Images != 1 || len(busy) != 1 || busy[0] != im.ID {
+		t.Fatalf("Prune with the old image's lock let go once found busy: %+v, %v (found busy: %v); want it removed", res, err, busy)
+	}
+
+	// Remove: the same, then a holder that stays.
+	cur, err := s.Get(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	letGo = hold(cur.ID)
+	busy = nil
+	if err := s.Remove(ctx, cur.ID); err != nil || len(busy) != 1 {
+		t.Fatalf("Remove with the lock let go once found busy: %v (found busy %d times); want it removed", err, len(busy))
+	}
+	b, err := s.Pull(ctx, reg.push(t, "b:1", imageOf(t, "", layerOf(t, file("b", "1")))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold(b.ID)()
+	testHookBusy = func(string) {}
+	if err := s.Remove(ctx, b.ID); !errors.Is(err, ErrInUse) {
+		t.Errorf("Remove with the lock held throughout: %v; want ErrInUse", err)
+	}
 }
