@@ -269,7 +269,11 @@ func TestHandler(t *testing.T) {
 // sandboxes with it.
 func TestHTTPSessionExpires(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, &mcp.Options{SessionTimeout: 50 * time.Millisecond})
+	// Long enough that the client's own gaps between requests (initialize,
+	// initialized, the call) do not end the session on a loaded machine:
+	// at 50 ms CI saw the first call cut off ("request terminated without
+	// response"). The SDK pauses the timer while a request runs.
+	e := newEnv(t, &mcp.Options{SessionTimeout: time.Second})
 	ts := httptest.NewServer(e.srv.Handler())
 	defer ts.Close()
 	h := &httpEnv{ts: ts}
