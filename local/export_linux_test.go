@@ -2,6 +2,11 @@
 
 package local
 
+import (
+	"fmt"
+	"os"
+)
+
 // SetHardening turns sandbox confinement and cgroup limits on or off, for
 // the benchmark that measures what they cost. Not safe for concurrent use
 // with Create.
@@ -15,3 +20,16 @@ func (p *Provider) Reserves() (host, bare, image int) {
 	defer p.mu.Unlock()
 	return len(p.hostReserve.spares), len(p.bareReserve.spares), len(p.imageReserve.spares)
 }
+
+// UseEmbeddedAgent chooses between the embedded agent program (the
+// default) and this test binary re-executed as the agent.
+func UseEmbeddedAgent(on bool) { useEmbeddedAgent = on }
+
+// AgentExe is where the agent process of sb (a sandbox of this
+// package, from Provider.Create) runs its program from, as /proc shows it.
+func AgentExe(sb any) (string, error) {
+	return os.Readlink(fmt.Sprintf("/proc/%d/exe", sb.(*sandbox).agent.Process.Pid))
+}
+
+// AgentProgram is the program the next sandbox's agent starts from.
+func AgentProgram() string { return agentPath() }

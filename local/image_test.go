@@ -506,6 +506,9 @@ func TestImageHostileLinks(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	if msg := useCurrentAgent(); msg != "" {
+		fmt.Fprintln(os.Stderr, msg)
+	}
 	code := m.Run()
 	for _, dir := range []string{sharedImageDir, pythonImageDir} {
 		if dir != "" {

@@ -5,7 +5,8 @@ package local
 // Starting a sandbox's agent: the clone into new namespaces, the cgroup
 // that limits it, and the configuration handshake. What runs in the
 // sandbox is package agent; the messages are package agentproto. The
-// agent is this program re-executed: importing package agent (as this
+// agent is the small program package agentbin embeds, or, where that
+// cannot run, this program re-executed: importing package agent (as this
 // file does) installs the init that turns such a process into the agent
 // before main runs.
 
@@ -18,12 +19,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/computesdk-go/compute/driver"
 	"github.com/computesdk-go/compute/local/internal/agent"
+	"github.com/computesdk-go/compute/local/internal/agentbin"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
 )
 
@@ -270,7 +273,36 @@ func (s *sandbox) prepare(cfg *agentproto.Config, undo *undo) (*syscall.SysProcA
 	return attr, nil
 }
 
-// clone starts the agent: this program again, with attr's namespaces and
+// selfAgent is this program, which is the agent too (it imports the
+// agent's package): what starts where no embedded agent can be run.
+const selfAgent = "/proc/self/exe"
+
+// embeddedRefused is set once the kernel refused to run the embedded
+// agent and this program ran as the agent instead; later sandboxes go
+// straight to this program.
+var embeddedRefused atomic.Bool
+
+// agentPath is the program clone starts as a sandbox's agent: the small
+// static program embedded in package agentbin, which starts in a
+// fraction of the time this program takes (no dynamic loader, no
+// initialisers of packages the agent does not use), or this program
+// where there is none for the architecture or the kernel refused it.
+func agentPath() string {
+	if embeddedRefused.Load() || !useEmbeddedAgent {
+		return selfAgent
+	}
+	if path, err := agentbin.Path(); err == nil {
+		return path
+	}
+	return selfAgent
+}
+
+// useEmbeddedAgent is false only in tests whose agent must be built from
+// the sources of the day (the embedded one is out of date).
+var useEmbeddedAgent = true
+
+// clone starts the agent: the embedded agent program (or this program
+// again: agentPath), with attr's namespaces and
 // credentials, and the agent's end of a new control socket, which it
 // returns for the caller to close once the agent is set up. The agent
 // waits for its configuration.
@@ -282,14 +314,27 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 	s.ctl = ctl
 	undo.add(func() { s.ctl.Close() })
 
-	s.agent = &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{agentproto.Arg0},
-		Env:         []string{agentproto.Env},
-		ExtraFiles:  []*os.File{agentEnd}, // agentproto.ControlFD
-		SysProcAttr: attr,
+	start := func(path string) error {
+		s.agent = &exec.Cmd{
+			Path:        path,
+			Args:        []string{agentproto.Arg0},
+			Env:         []string{agentproto.Env},
+			ExtraFiles:  []*os.File{agentEnd}, // agentproto.ControlFD
+			SysProcAttr: attr,
+		}
+		return s.agent.Start()
 	}
-	if err := s.agent.Start(); err != nil {
+	path := agentPath()
+	err = start(path)
+	if err != nil && path != selfAgent {
+		// The kernel may refuse to execute a memory file (a policy
+		// such as vm.memfd_noexec=2 or an LSM): this program is the
+		// agent too. What fails for both is reported for this one.
+		if err = start(selfAgent); err == nil {
+			embeddedRefused.Store(true)
+		}
+	}
+	if err != nil {
 		agentEnd.Close()
 		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/computesdk-go/compute"
+	_ "github.com/computesdk-go/compute/internal/prefault"
 )
 
 func main() {

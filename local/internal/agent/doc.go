@@ -5,8 +5,10 @@
 // socket, resolving every path from outside inside the sandbox's root.
 // The messages between the two sides are in package agentproto.
 //
-// The agent is the host's own program re-executed. Importing this package
-// (package local does) installs the init that turns such a process into
-// the agent before main runs; in any other process it does nothing. The
+// Importing this package installs the init that turns a process the host
+// started as the agent into the agent before main runs; in any other
+// process it does nothing. The host starts the small program of
+// cmd/compute-agent, embedded by package agentbin, or where that cannot
+// run, re-executes its own program, which imports this package too. The
 // agent runs on Linux only.
 package agent

@@ -1,0 +1,78 @@
+//go:build linux
+
+package local_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/computesdk-go/compute"
+	"github.com/computesdk-go/compute/local"
+	"github.com/computesdk-go/compute/local/internal/agentbin"
+	"github.com/computesdk-go/compute/local/internal/agentbin/srchash"
+)
+
+// useCurrentAgent makes this test binary's sandboxes run the agent built
+// from the sources of the day (this binary re-executed) when the
+// embedded agent is out of date, so that the tests test the code as it
+// is; agentbin's TestEmbeddedAgentCurrent fails for it, saying how to
+// rebuild. It reports what it chose.
+func useCurrentAgent() string {
+	if _, err := exec.LookPath("go"); err != nil {
+		return "" // nothing to compare with: the embedded agent runs
+	}
+	sum, err := srchash.Sum()
+	if err != nil {
+		return fmt.Sprintf("local tests: cannot list the agent's sources (%v); the embedded agent runs", err)
+	}
+	if sum != agentbin.SourceHash {
+		local.UseEmbeddedAgent(false)
+		return "local tests: the embedded sandbox agent is out of date (go generate ./local/internal/agentbin); these tests run the agent from this test binary"
+	}
+	return ""
+}
+
+// The sandbox's agent runs from the embedded program, not from the
+// host's, wherever one is embedded for the architecture (and this test
+// binary's, where the embedded one is out of date: useCurrentAgent), in
+// either isolation, and the sandbox works.
+func TestEmbeddedAgentRuns(t *testing.T) {
+	_, err := agentbin.Path()
+	if errors.Is(err, agentbin.ErrNotEmbedded) {
+		t.Skipf("%v: sandboxes run this program as their agent", err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	wantEmbedded := local.AgentProgram() != "/proc/self/exe"
+	for _, iso := range []local.Isolation{local.IsolationNamespaces, local.IsolationNone} {
+		t.Run(string(iso), func(t *testing.T) {
+			p, err := local.New(local.Options{Prestart: -1, Isolation: iso})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ctx := context.Background()
+			sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sb.Destroy(ctx)
+			exe, err := local.AgentExe(sb.Driver())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.HasPrefix(exe, "/memfd:compute-agent"); got != wantEmbedded {
+				self, _ := os.Readlink("/proc/self/exe")
+				t.Errorf("the agent runs %q (this test binary is %q); want the embedded program: %v", exe, self, wantEmbedded)
+			}
+			if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+				t.Errorf("echo hi: %+v, %v", res, err)
+			}
+		})
+	}
+}
