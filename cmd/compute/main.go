@@ -24,7 +24,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/computesdk-go/compute"
-	_ "github.com/computesdk-go/compute/internal/prefault"
 )
 
 func main() {

@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:57dfd31fb4d29bf6d64ef94d5fb3def0b24414c8c60e9a0e26f9ab45d0a54024"
+const SourceHash = "sha256:10705c1d618e46b04c88ad383c5c71d3413f25df21519670b107feb536541fcc"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 
-	_ "github.com/computesdk-go/compute/internal/prefault"    // the heap made resident at once: see its doc
 	_ "github.com/computesdk-go/compute/local/internal/agent" // its init becomes the agent
 )
 
