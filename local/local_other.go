@@ -67,3 +67,6 @@ func (p *Provider) takeBareFor(network bool, _ *sandboxImage) *sandbox { return 
 func (p *Provider) holdImage(context.Context, *driver.CreateOptions) (*sandboxImage, error) {
 	return nil, checkSupport(Options{})
 }
+
+// agentPath does nothing: there is no agent off Linux.
+func agentPath() string { return "" }
