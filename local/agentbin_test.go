@@ -76,3 +76,39 @@ func TestEmbeddedAgentRuns(t *testing.T) {
 		})
 	}
 }
+
+// Where the kernel will not execute the embedded program (a policy such
+// as vm.memfd_noexec=2), sandboxes start with this program as their
+// agent, and go on doing so.
+func TestEmbeddedAgentRefused(t *testing.T) {
+	notExecutable := t.TempDir() + "/agent"
+	if err := os.WriteFile(notExecutable, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer local.SetEmbeddedAgent(notExecutable)()
+	p, err := local.New(local.Options{Prestart: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	c := compute.New(compute.Config{Provider: p})
+	for i := range 2 {
+		sb, err := c.Create(ctx, nil)
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		exe, err := local.AgentExe(sb.Driver())
+		self, _ := os.Readlink("/proc/self/exe")
+		if err != nil || exe != self {
+			t.Errorf("create %d: the agent runs %q, %v; want this test binary, %q", i, exe, err, self)
+		}
+		if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+			t.Errorf("create %d: echo hi: %+v, %v", i, res, err)
+		}
+		sb.Destroy(ctx)
+	}
+	if got := local.AgentProgram(); got != "/proc/self/exe" {
+		t.Errorf("after a refusal the next agent starts from %q; want this program", got)
+	}
+}

@@ -23,7 +23,17 @@ func (p *Provider) Reserves() (host, bare, image int) {
 
 // UseEmbeddedAgent chooses between the embedded agent program (the
 // default) and this test binary re-executed as the agent.
-func UseEmbeddedAgent(on bool) { useEmbeddedAgent = on }
+func UseEmbeddedAgent(on bool) { noEmbeddedAgent.Store(!on) }
+
+// SetEmbeddedAgent makes path stand for the embedded agent program until
+// restore is called, which also forgets that the kernel refused one.
+func SetEmbeddedAgent(path string) (restore func()) {
+	testAgentProgram.Store(&path)
+	return func() {
+		testAgentProgram.Store(nil)
+		embeddedRefused.Store(false)
+	}
+}
 
 // AgentExe is where the agent process of sb (a sandbox of this
 // package, from Provider.Create) runs its program from, as /proc shows it.

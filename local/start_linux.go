@@ -288,8 +288,11 @@ var embeddedRefused atomic.Bool
 // initialisers of packages the agent does not use), or this program
 // where there is none for the architecture or the kernel refused it.
 func agentPath() string {
-	if embeddedRefused.Load() || !useEmbeddedAgent {
+	if embeddedRefused.Load() || noEmbeddedAgent.Load() {
 		return selfAgent
+	}
+	if p := testAgentProgram.Load(); p != nil {
+		return *p
 	}
 	if path, err := agentbin.Path(); err == nil {
 		return path
@@ -297,9 +300,12 @@ func agentPath() string {
 	return selfAgent
 }
 
-// useEmbeddedAgent is false only in tests whose agent must be built from
-// the sources of the day (the embedded one is out of date).
-var useEmbeddedAgent = true
+// noEmbeddedAgent is set only in tests whose agent must be built from the
+// sources of the day (the embedded one is out of date).
+var noEmbeddedAgent atomic.Bool
+
+// testAgentProgram, set by tests only, replaces the embedded program.
+var testAgentProgram atomic.Pointer[string]
 
 // clone starts the agent: the embedded agent program (or this program
 // again: agentPath), with attr's namespaces and
