@@ -335,8 +335,11 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 	if err != nil && path != selfAgent {
 		// The kernel may refuse to execute a memory file (a policy
 		// such as vm.memfd_noexec=2 or an LSM): this program is the
-		// agent too. What fails for both is reported for this one.
-		if err = start(selfAgent); err == nil {
+		// agent too. What fails for both is reported for this one. A
+		// refusal is remembered; another failure (out of processes, for
+		// one) is not held against the embedded program.
+		refused := errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOEXEC)
+		if err = start(selfAgent); err == nil && refused {
 			embeddedRefused.Store(true)
 		}
 	}
