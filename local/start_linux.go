@@ -19,8 +19,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -130,6 +132,9 @@ func launchAgentAs(p *Provider, network bool, gpus []string, forImage bool, user
 		},
 	}
 	s.cfg.User = user.proto()
+	if isolate {
+		s.cfg.Etc = etcEntries()
+	}
 	attr, err := s.prepare(&s.cfg, &undo)
 	if err != nil {
 		return nil, err
@@ -511,4 +516,24 @@ func sweepStaging() {
 			os.Remove(d)
 		}
 	}
+}
+
+// etcCache holds agent.EtcEntries.
+var etcCache struct {
+	sync.Mutex
+	list []string
+	at   time.Time
+}
+
+// etcEntries is agent.EtcEntries, resolved at most once a minute rather
+// than by every agent: which entries exist changes only as packages come
+// and go (their contents are copied for each sandbox all the same), and an
+// entry gone since is skipped by the agent.
+func etcEntries() []string {
+	etcCache.Lock()
+	defer etcCache.Unlock()
+	if etcCache.list == nil || time.Since(etcCache.at) > time.Minute {
+		etcCache.list, etcCache.at = agent.EtcEntries(), time.Now()
+	}
+	return etcCache.list
 }

@@ -4,7 +4,6 @@ package agent
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -161,11 +160,16 @@ func finishRoot(cfg *agentproto.Config, pre *preparedRoot, layers []int) (err er
 		if err := os.Mkdir(in("etc"), 0o755); err != nil {
 			return err
 		}
-		for _, pattern := range etcAllow {
-			for _, m := range globEtc(pattern) {
-				if err := mirrorEtc(m, in(m)); err != nil {
-					return err
-				}
+		entries := cfg.Etc
+		if len(entries) == 0 {
+			entries = EtcEntries()
+		}
+		for _, m := range entries {
+			if name, ok := strings.CutPrefix(m, "/etc/"); !ok || name == "" || strings.Contains(name, "/") || name == ".." || name == "." {
+				return fmt.Errorf("not an entry of /etc: %q", m)
+			}
+			if err := mirrorEtc(m, in(m)); err != nil {
+				return err
 			}
 		}
 		generated["passwd"] = "root:x:0:0:root:" + cfg.WorkDir + ":/bin/sh\nsandbox-agent:x:1:1:the sandbox's agent:/:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
@@ -410,6 +414,18 @@ func chownTree(root string) error {
 
 // globEtc returns the entries of the host's /etc that pattern (a name,
 // or a path.Match pattern of one) names, sorted, as filepath.Glob would.
+// EtcEntries lists the host's /etc entries that a sandbox's root mirrors:
+// those of the allowlist that exist, patterns expanded, as paths. The
+// host resolves them once and hands them to each agent
+// (agentproto.Config.Etc).
+func EtcEntries() []string {
+	var out []string
+	for _, pattern := range etcAllow {
+		out = append(out, globEtc(pattern)...)
+	}
+	return out
+}
+
 func globEtc(pattern string) []string {
 	if !strings.ContainsAny(pattern, `*?[\`) {
 		if _, err := os.Lstat("/etc/" + pattern); err != nil {
@@ -462,18 +478,35 @@ func mirror(src, dst string) error {
 // than a bind plus a read-only remount, and just as read-only once the
 // root is remounted.
 func mirrorEtc(src, dst string) error {
-	fi, err := os.Lstat(src)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
-		return mirror(src, dst)
+	// Opened without following a link and without blocking on a FIFO;
+	// what is not a small regular file is mirrored (a link as a link, a
+	// directory bound). System calls directly, not *os.File: each file
+	// would otherwise also be offered to the runtime's poller and taken
+	// off it again, which regular files refuse anyway.
+	in, err := unix.Open(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.ENOENT {
+		return nil
 	}
-	in, err := os.Open(src)
-	if err != nil {
+	if err != nil && err != unix.ELOOP {
 		return nil // unreadable for the sandbox's uid: leave it out
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fi.Mode().Perm())
+	var st unix.Stat_t
+	if err == nil {
+		if err = unix.Fstat(in, &st); err != nil {
+			unix.Close(in)
+			return err
+		}
+	}
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size > 1<<20 {
+		if err == nil {
+			unix.Close(in)
+		}
+		return mirror(src, dst)
+	}
+	defer unix.Close(in)
+	out, err := unix.Open(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, st.Mode&0o777)
 	if err != nil {
-		return err
+		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	// The kernel copies (sendfile): a buffer of the agent's would cost a
 	// page fault per page of a freshly started process, which was most
@@ -481,9 +514,9 @@ func mirrorEtc(src, dst string) error {
 	// send a file, an ordinary copy.
 	copied, err := sendFile(out, in)
 	if err != nil && copied == 0 {
-		_, err = io.Copy(out, in)
+		err = copyFile(out, in)
 	}
-	if cerr := out.Close(); err == nil {
+	if cerr := unix.Close(out); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -492,12 +525,39 @@ func mirrorEtc(src, dst string) error {
 	return nil
 }
 
+// copyFile copies what is left of in to out through a buffer.
+func copyFile(out, in int) error {
+	var buf [32 << 10]byte
+	for {
+		n, err := unix.Read(in, buf[:])
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		for b := buf[:n]; len(b) > 0; {
+			w, err := unix.Write(out, b)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b = b[w:]
+		}
+	}
+}
+
 // sendFile copies what is left of in to out with sendfile(2), and says
 // how many bytes it copied.
-func sendFile(out, in *os.File) (int64, error) {
+func sendFile(out, in int) (int64, error) {
 	var copied int64
 	for {
-		n, err := unix.Sendfile(int(out.Fd()), int(in.Fd()), nil, 1<<20)
+		n, err := unix.Sendfile(out, in, nil, 1<<20)
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}

@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:10705c1d618e46b04c88ad383c5c71d3413f25df21519670b107feb536541fcc"
+const SourceHash = "sha256:a3d738de85e2bd70e3d0479c6bcc5353c8f4aa39d37009222e4a2efb8c35af8a"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"

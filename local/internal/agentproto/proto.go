@@ -86,6 +86,10 @@ type Config struct {
 	Limits   Limits            `json:"limits"`             // rlimits for sandboxed processes
 	Hostname string            `json:"hostname,omitempty"` // UTS name
 	GPUs     []string          `json:"gpus,omitempty"`     // host device nodes to bind in
+	// Etc lists the host's /etc entries the root mirrors (paths, from
+	// agent.EtcEntries), resolved once by the host rather than by every
+	// agent; empty, the agent resolves them itself.
+	Etc []string `json:"etc,omitempty"`
 	// Separate: the agent runs as uid 1 of the sandbox's user namespace
 	// (a host uid of its own), sandboxed code as uid 0, so that code cannot
 	// reach the agent's process attributes (oom_score_adj, rlimits).
