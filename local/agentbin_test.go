@@ -51,17 +51,8 @@ func TestEmbeddedAgentRuns(t *testing.T) {
 	wantEmbedded := local.AgentProgram() != "/proc/self/exe"
 	for _, iso := range []local.Isolation{local.IsolationNamespaces, local.IsolationNone} {
 		t.Run(string(iso), func(t *testing.T) {
-			p, err := local.New(local.Options{Prestart: -1, Isolation: iso})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
 			ctx := context.Background()
-			sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sb.Destroy(ctx)
+			sb := newSandboxWith(t, local.Options{Prestart: -1, Isolation: iso}, nil)
 			exe, err := local.AgentExe(sb.Driver())
 			if err != nil {
 				t.Fatal(err)

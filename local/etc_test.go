@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/computesdk-go/compute"
 	"github.com/computesdk-go/compute/local"
 	"github.com/computesdk-go/compute/local/internal/agent"
 )
@@ -23,17 +22,8 @@ func TestEtcMirror(t *testing.T) {
 	if len(entries) == 0 {
 		t.Skip("none of the allowlisted /etc entries exists on this host")
 	}
-	p, err := local.New(local.Options{Prestart: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	ctx := context.Background()
-	sb, err := compute.New(compute.Config{Provider: p}).Create(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Destroy(ctx)
+	sb := newSandboxWith(t, local.Options{Prestart: -1}, nil)
 	checked := 0
 	for _, path := range entries {
 		fi, err := os.Lstat(path)
