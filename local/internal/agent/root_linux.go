@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -412,20 +413,24 @@ func chownTree(root string) error {
 	})
 }
 
-// globEtc returns the entries of the host's /etc that pattern (a name,
-// or a path.Match pattern of one) names, sorted, as filepath.Glob would.
 // EtcEntries lists the host's /etc entries that a sandbox's root mirrors:
-// those of the allowlist that exist, patterns expanded, as paths. The
-// host resolves them once and hands them to each agent
+// those of the allowlist that exist, patterns expanded, as paths, each
+// once. The host resolves them and hands them to each agent
 // (agentproto.Config.Etc).
 func EtcEntries() []string {
 	var out []string
 	for _, pattern := range etcAllow {
-		out = append(out, globEtc(pattern)...)
+		for _, m := range globEtc(pattern) {
+			if !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
 	}
 	return out
 }
 
+// globEtc returns the entries of the host's /etc that pattern (a name,
+// or a path.Match pattern of one) names, sorted, as filepath.Glob would.
 func globEtc(pattern string) []string {
 	if !strings.ContainsAny(pattern, `*?[\`) {
 		if _, err := os.Lstat("/etc/" + pattern); err != nil {
@@ -488,7 +493,12 @@ func mirrorEtc(src, dst string) error {
 		return nil
 	}
 	if err != nil && err != unix.ELOOP {
-		return nil // unreadable for the sandbox's uid: leave it out
+		// A file unreadable for the agent's uid is left out; anything
+		// else (a directory it may not list) is mirrored as before.
+		if fi, lerr := os.Lstat(src); lerr == nil && !fi.Mode().IsRegular() {
+			return mirror(src, dst)
+		}
+		return nil
 	}
 	var st unix.Stat_t
 	if err == nil {

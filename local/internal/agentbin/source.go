@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:a3d738de85e2bd70e3d0479c6bcc5353c8f4aa39d37009222e4a2efb8c35af8a"
+const SourceHash = "sha256:5e72732d0576d4c51aacafa565d699d88a91b7b5e763cdc00e6d199599f0bb14"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"
