@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/computesdk-go/compute/driver"
 	modalsdk "github.com/modal-labs/modal-client/go"
@@ -168,6 +169,21 @@ func (t *terminal) write(b []byte) error {
 		return nil
 	case <-t.hungUp:
 	case <-p.done:
+		// The program exited while the keystrokes were on their way,
+		// most often because of them (a line that ends it): the exit can
+		// be seen before the call that delivered them returns. With the
+		// program gone that call returns promptly; its result says
+		// whether Modal had them. (CI: "the terminal's program has
+		// exited" for a write whose line the program had answered.)
+		select {
+		case err := <-res:
+			if err == nil {
+				return nil
+			}
+		case <-t.hungUp:
+		case <-time.After(exitedWriteGrace):
+		}
+		return t.ended()
 	}
 	select {
 	case err := <-res:
@@ -178,6 +194,10 @@ func (t *terminal) write(b []byte) error {
 	}
 	return t.ended()
 }
+
+// exitedWriteGrace bounds how long Write waits, once the program has
+// exited, for Modal to answer the call that carried its keystrokes.
+const exitedWriteGrace = 5 * time.Second
 
 // ended returns why the terminal takes no more keystrokes, nil while it
 // does.
