@@ -94,7 +94,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, fl flavor, h func
 			dl.rc.SetReadDeadline(d)
 			r.Body = &deadlineBody{ReadCloser: r.Body, dl: dl}
 		}
-		dl.rc.SetWriteDeadline(d.Add(5 * time.Second))
+		dl.rc.SetWriteDeadline(d.Add(replyGrace))
 	} else if !dl.bodyDone {
 		r.Body = &deadlineBody{ReadCloser: r.Body, dl: dl}
 	}
@@ -180,6 +180,10 @@ type deadlines struct {
 	bodyDone bool
 }
 
+// replyGrace is how long past a request's end its reply may still be
+// written.
+const replyGrace = 5 * time.Second
+
 func (d *deadlines) expire() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -189,8 +193,12 @@ func (d *deadlines) expire() {
 	if !d.bodyDone {
 		d.rc.SetReadDeadline(time.Now())
 	}
-	// A moment to write the reply that says what happened.
-	d.rc.SetWriteDeadline(time.Now().Add(time.Second))
+	// A moment to write the reply that says what happened: for an exec
+	// stream, after its command has been killed and has exited, which a
+	// loaded machine can take more than a second to do (CI: the stream
+	// of TestRequestTimeout was cut, "unexpected EOF", before its error
+	// event). The same 5 s as past the deadline above.
+	d.rc.SetWriteDeadline(time.Now().Add(replyGrace))
 }
 
 // bodyRead is called when the body has been read to its end (or failed).
