@@ -4,6 +4,7 @@ package agent
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -535,31 +536,23 @@ func mirrorEtc(src, dst string) error {
 	return nil
 }
 
-// copyFile copies what is left of in to out through a buffer.
+// copyFile copies what is left of in to out through a buffer: the rare
+// file systems that cannot sendfile. The descriptors stay the caller's.
 func copyFile(out, in int) error {
-	var buf [32 << 10]byte
-	for {
-		n, err := unix.Read(in, buf[:])
-		if err == unix.EINTR || err == unix.EAGAIN {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		for b := buf[:n]; len(b) > 0; {
-			w, err := unix.Write(out, b)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			b = b[w:]
-		}
+	dupOut, err := unix.Dup(out)
+	if err != nil {
+		return err
 	}
+	fo := os.NewFile(uintptr(dupOut), "out")
+	defer fo.Close()
+	dupIn, err := unix.Dup(in)
+	if err != nil {
+		return err
+	}
+	fi := os.NewFile(uintptr(dupIn), "in")
+	defer fi.Close()
+	_, err = io.Copy(fo, fi)
+	return err
 }
 
 // sendFile copies what is left of in to out with sendfile(2), and says

@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:5e72732d0576d4c51aacafa565d699d88a91b7b5e763cdc00e6d199599f0bb14"
+const SourceHash = "sha256:ed95fd079735d4f76d2dec3332ae3b977b67e2792f3aaf24cd069f1a3f21ba4c"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"
