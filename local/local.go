@@ -140,9 +140,9 @@ func New(opts Options) (*Provider, error) {
 		return nil, err
 	}
 	// The agent program is made ready (agentbin: a copy into memory,
-	// about 1.5 ms) while the sweep runs, not when the first sandbox
-	// starts.
-	go agentPath()
+	// about 1.5 ms) and the seccomp filters assembled while the sweep
+	// runs, not when the first sandbox starts.
+	go prepareAgent()
 	if opts.Isolation == IsolationNamespaces {
 		sweepNow()
 	}

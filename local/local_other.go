@@ -70,3 +70,6 @@ func (p *Provider) holdImage(context.Context, *driver.CreateOptions) (*sandboxIm
 
 // agentPath does nothing: there is no agent off Linux.
 func agentPath() string { return "" }
+
+// prepareAgent does nothing: there is no agent off Linux.
+func prepareAgent() {}

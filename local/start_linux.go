@@ -30,6 +30,7 @@ import (
 	"github.com/computesdk-go/compute/local/internal/agent"
 	"github.com/computesdk-go/compute/local/internal/agentbin"
 	"github.com/computesdk-go/compute/local/internal/agentproto"
+	"github.com/computesdk-go/compute/local/internal/seccompfilter"
 )
 
 // hardening turns the kernel confinement (seccomp, Landlock, capabilities)
@@ -134,6 +135,11 @@ func launchAgentAs(p *Provider, network bool, gpus []string, forImage bool, user
 	s.cfg.User = user.proto()
 	if isolate {
 		s.cfg.Etc = etcEntries()
+		if hardening {
+			if s.cfg.Seccomp, err = seccompfilter.Programs(); err != nil {
+				return nil, fmt.Errorf("local: assembling the seccomp filters: %w", err)
+			}
+		}
 	}
 	attr, err := s.prepare(&s.cfg, &undo)
 	if err != nil {
@@ -286,6 +292,13 @@ const selfAgent = "/proc/self/exe"
 // agent and this program ran as the agent instead; later sandboxes go
 // straight to this program.
 var embeddedRefused atomic.Bool
+
+// prepareAgent does ahead what the first sandbox's start would
+// otherwise wait for: the agent program and the seccomp filters.
+func prepareAgent() {
+	agentPath()
+	seccompfilter.Programs()
+}
 
 // agentPath is the program clone starts as a sandbox's agent: the small
 // static program embedded in package agentbin, which starts in a

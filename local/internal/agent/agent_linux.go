@@ -340,7 +340,7 @@ func (a *agent) startSpawnerAsync(confine bool) func() ([]string, error) {
 			r.err = becomeSandboxUser(a.cfg.User) // user_linux.go
 		}
 		if confine && r.err == nil {
-			r.enforced, r.err = confineThread()
+			r.enforced, r.err = confineThread(a.cfg.Seccomp)
 		}
 		readyc <- r
 		if r.err != nil {

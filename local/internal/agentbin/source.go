@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:ed95fd079735d4f76d2dec3332ae3b977b67e2792f3aaf24cd069f1a3f21ba4c"
+const SourceHash = "sha256:0ac40ce296e2ba222a0c8e3836eae642f57b50818b1834f67a9862fa9b402118"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"

@@ -90,6 +90,10 @@ type Config struct {
 	// agent.EtcEntries), resolved once by the host rather than by every
 	// agent; empty, the agent resolves them itself.
 	Etc []string `json:"etc,omitempty"`
+	// Seccomp, with Isolate and Confine, is what the agent installs on
+	// the thread that forks sandboxed processes: filters the host
+	// assembled (package seccompfilter). Nil where the kernel has none.
+	Seccomp *Seccomp `json:"seccomp,omitempty"`
 	// Separate: the agent runs as uid 1 of the sandbox's user namespace
 	// (a host uid of its own), sandboxed code as uid 0, so that code cannot
 	// reach the agent's process attributes (oom_score_adj, rlimits).
@@ -106,6 +110,14 @@ type Config struct {
 	// once set up, before its Reply, and answers its error in InitErr,
 	// which saves the host a round trip.
 	Init *Request `json:"init,omitempty"`
+}
+
+// Seccomp is a set of seccomp filters, for the agent to install in order.
+type Seccomp struct {
+	// Programs are classic BPF programs, each encoded by EncodeFilter.
+	Programs [][]byte `json:"programs"`
+	// Summary says what they refuse, for the Reply's Enforced.
+	Summary string `json:"summary"`
 }
 
 // MaxConfig bounds the JSON of a Config (one datagram; the agent reads
