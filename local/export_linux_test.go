@@ -38,8 +38,36 @@ func SetEmbeddedAgent(path string) (restore func()) {
 // AgentExe is where the agent process of sb (a sandbox of this
 // package, from Provider.Create) runs its program from, as /proc shows it.
 func AgentExe(sb any) (string, error) {
-	return os.Readlink(fmt.Sprintf("/proc/%d/exe", sb.(*sandbox).agent.Process.Pid))
+	return os.Readlink(fmt.Sprintf("/proc/%d/exe", sb.(*sandbox).agent.Pid()))
 }
 
 // AgentProgram is the program the next sandbox's agent starts from.
 func AgentProgram() string { return agentPath() }
+
+// AgentPid is the process id of sb's agent.
+func AgentPid(sb any) int { return sb.(*sandbox).agent.Pid() }
+
+// UseLauncher sets when isolated agents are started by the launcher: from
+// the first (1), never (-1), or after launcherAfter started directly (0,
+// the default). It returns the previous setting.
+func UseLauncher(mode int32) (previous int32) { return useLauncher.Swap(mode) }
+
+// LauncherPid is the running launcher's process id, 0 if none runs.
+func LauncherPid() int {
+	theLauncher.mu.Lock()
+	defer theLauncher.mu.Unlock()
+	return theLauncher.pid
+}
+
+func LauncherFailed() error {
+	theLauncher.mu.Lock()
+	defer theLauncher.mu.Unlock()
+	return theLauncher.failed
+}
+
+// LauncherUsers is how many providers hold the launcher (are open).
+func LauncherUsers() int {
+	theLauncher.mu.Lock()
+	defer theLauncher.mu.Unlock()
+	return theLauncher.users
+}

@@ -143,6 +143,7 @@ func New(opts Options) (*Provider, error) {
 	// about 1.5 ms) and the seccomp filters assembled while the sweep
 	// runs, not when the first sandbox starts.
 	go prepareAgent()
+	holdLauncher()
 	if opts.Isolation == IsolationNamespaces {
 		sweepNow()
 	}
@@ -317,6 +318,11 @@ func (p *Provider) forget(s *sandbox) {
 // and makes Create fail.
 func (p *Provider) Close() error {
 	p.mu.Lock()
+	if !p.closed {
+		// Once its sandboxes are gone: the last provider's Close stops
+		// the launcher.
+		defer releaseLauncher()
+	}
 	p.closed = true
 	list := p.sandboxes
 	p.sandboxes = map[string]*sandbox{}

@@ -73,3 +73,9 @@ func agentPath() string { return "" }
 
 // prepareAgent does nothing: there is no agent off Linux.
 func prepareAgent() {}
+
+// holdLauncher does nothing: there is no launcher off Linux.
+func holdLauncher() {}
+
+// releaseLauncher does nothing: there is no launcher off Linux.
+func releaseLauncher() {}

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"os/exec"
 	"path"
 	"strings"
 	"sync"
@@ -33,7 +32,7 @@ type sandbox struct {
 
 	network bool // shares the host's network
 
-	agent  *exec.Cmd
+	agent  agentProcess
 	ctl    *net.UnixConn
 	exited chan struct{} // closed when the agent process has exited
 	timer  *time.Timer
@@ -187,9 +186,9 @@ func (s *sandbox) destroy() error {
 	}
 	if s.hostDir != "" {
 		// IsolationNone: no pid namespace will kill the commands for us.
-		agent.KillTree(s.agent.Process.Pid)
+		agent.KillTree(s.agent.Pid())
 	}
-	s.agent.Process.Kill()
+	s.agent.Kill()
 	<-s.exited
 	return s.release()
 }

@@ -181,7 +181,7 @@ func (s *sandbox) buildRoot(img *sandboxImage) error {
 		cfg.Env = img.env(cfg.Env)
 		var mounts bool
 		var err error
-		if layers, mounts, err = layerFiles(img, s.agent.Process.Pid); err != nil {
+		if layers, mounts, err = layerFiles(img, s.agent.Pid()); err != nil {
 			return err
 		}
 		// layers as they are at the end: the branch below closes them
@@ -339,16 +339,33 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 	undo.add(func() { s.ctl.Close() })
 
 	start := func(path string) error {
-		s.agent = &exec.Cmd{
+		cmd := &exec.Cmd{
 			Path:        path,
 			Args:        []string{agentproto.Arg0},
 			Env:         []string{agentproto.Env},
 			ExtraFiles:  []*os.File{agentEnd}, // agentproto.ControlFD
 			SysProcAttr: attr,
 		}
-		return s.agent.Start()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		s.agent = childAgent{cmd}
+		return nil
 	}
 	path := agentPath()
+	if path != selfAgent && attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+		// An isolated agent of the embedded program: the launcher's to
+		// start, once it runs (launcher_linux.go).
+		if s.agent, err = theLauncher.launch(path, attr, agentEnd); err == nil {
+			undo.add(func() { s.agent.Kill(); <-s.exited })
+			return agentEnd, nil
+		}
+		s.agent = nil
+		if err != errNoLauncher {
+			agentEnd.Close()
+			return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
+		}
+	}
 	err = start(path)
 	if err != nil && path != selfAgent {
 		// The kernel may refuse to execute a memory file (a policy
@@ -365,7 +382,7 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 		agentEnd.Close()
 		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
 	}
-	undo.add(func() { s.agent.Process.Kill(); <-s.exited })
+	undo.add(func() { s.agent.Kill(); <-s.exited })
 	return agentEnd, nil
 }
 
@@ -382,7 +399,7 @@ func (s *sandbox) limit(cfg *agentproto.Config, gpus []string, undo *undo) error
 	}
 	if s.cg != nil {
 		undo.add(func() { s.cg.remove() })
-		if err := s.cg.add(s.agent.Process.Pid); err != nil {
+		if err := s.cg.add(s.agent.Pid()); err != nil {
 			return fmt.Errorf("local: add sandbox to its cgroup: %w", err)
 		}
 		v := s.cg.version()

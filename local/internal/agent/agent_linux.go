@@ -26,11 +26,19 @@ import (
 
 // The agent is this program re-executed by the host (package local) with
 // argv[0] set to agentproto.Arg0 and agentproto.Env as its environment;
-// the init below turns it into the agent before main runs. It runs only
-// in the agent: in any other process it does nothing.
+// the init below turns it into the agent before main runs. With argv[0]
+// set to agentproto.LauncherArg0 instead, it becomes the launcher that
+// starts agents for the host (launcher_linux.go). In any other process it
+// does nothing.
 func init() {
-	if len(os.Args) == 1 && os.Args[0] == agentproto.Arg0 && len(os.Environ()) == 1 && os.Environ()[0] == agentproto.Env {
+	if len(os.Args) != 1 || len(os.Environ()) != 1 || os.Environ()[0] != agentproto.Env {
+		return
+	}
+	switch os.Args[0] {
+	case agentproto.Arg0:
 		os.Exit(runAgent())
+	case agentproto.LauncherArg0:
+		os.Exit(runLauncher()) // launcher_linux.go
 	}
 }
 
@@ -57,22 +65,28 @@ type agent struct {
 	spawnErr error
 }
 
-func runAgent() int {
+// takeControl closes every descriptor inherited from the host but stdio
+// and the control socket, and returns the control socket, close-on-exec.
+func takeControl(name string) (*conn, error) {
 	// Descriptors the host process held without close-on-exec (a shell's
 	// "9<dir", socket activation, a parent that leaks them) came along
 	// through exec. They are the host's, and the agent resolves paths for
 	// sandboxed code: close them before anything else.
 	if err := closeInherited(); err != nil {
-		return 3
+		return nil, err
 	}
 	// A close-on-exec copy of the control socket; the inherited one must
-	// go, or every sandboxed process would hold it.
+	// go, or every process started from here would hold it.
 	fd, err := unix.FcntlInt(agentproto.ControlFD, unix.F_DUPFD_CLOEXEC, agentproto.ControlFD+1)
 	unix.Close(agentproto.ControlFD)
 	if err != nil {
-		return 3
+		return nil, err
 	}
-	uc, err := newConn(fd, "control")
+	return newConn(fd, name)
+}
+
+func runAgent() int {
+	uc, err := takeControl("control")
 	if err != nil {
 		return 3
 	}

@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:0ac40ce296e2ba222a0c8e3836eae642f57b50818b1834f67a9862fa9b402118"
+const SourceHash = "sha256:797f0fbdaa73b4409e54b88e1089e4ea7fe65b6085a5c09ddf933fbde3c9cc80"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"
