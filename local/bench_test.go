@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -580,4 +581,48 @@ func BenchmarkBurstVsBwrap(b *testing.B) {
 	b.ReportMetric(s, "sandbox-ms")
 	b.ReportMetric(w, "bwrap-ms")
 	b.ReportMetric(s/w, "x-bwrap")
+}
+
+// BenchmarkColdLargeHost is a cold create + echo from a process holding
+// 256 MiB of heap (written, so resident), with agents started by the
+// launcher ("launcher", the default once a process has started one) and
+// forked from this process ("direct"): forking into a new user
+// namespace copies the whole process's page tables, the launcher's
+// instead of this one's.
+//
+//	go test ./local -run '^$' -bench ColdLargeHost -benchtime 40x
+func BenchmarkColdLargeHost(b *testing.B) {
+	if local.AgentProgram() == "/proc/self/exe" {
+		b.Skip("no embedded agent program runs here, so there is no launcher: agents start from this program")
+	}
+	// Memory standing for a large host process (a server with many
+	// sandboxes and clients).
+	var ballast [][]byte
+	for len(ballast) < 256 {
+		m := make([]byte, 1<<20)
+		for i := range m {
+			m[i] = 1
+		}
+		ballast = append(ballast, m)
+	}
+	for _, v := range []struct {
+		name string
+		mode int32
+	}{{"launcher", 1}, {"direct", -1}} {
+		b.Run(v.name, func(b *testing.B) {
+			defer local.UseLauncher(local.UseLauncher(v.mode))
+			c := benchProvider(b, local.Options{Prestart: -1})
+			var ts []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				sb := createEcho(b, c)
+				ts = append(ts, time.Since(t0))
+				b.StopTimer()
+				sb.Destroy(context.Background())
+				b.StartTimer()
+			}
+			b.ReportMetric(medianMS(ts), "create-echo-ms")
+		})
+	}
+	runtime.KeepAlive(ballast)
 }

@@ -71,3 +71,12 @@ func LauncherUsers() int {
 	defer theLauncher.mu.Unlock()
 	return theLauncher.users
 }
+
+// LauncherFD is this process's descriptor of the launcher's control
+// socket, -1 where none runs: the one descriptor the launcher costs the
+// process for its lifetime, which leak checks leave out.
+func LauncherFD() int {
+	theLauncher.mu.Lock()
+	defer theLauncher.mu.Unlock()
+	return theLauncher.ctl
+}

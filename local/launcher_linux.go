@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -164,7 +165,10 @@ func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *o
 // run starts the launcher and waits for it to exit. It holds its OS
 // thread meanwhile: the launcher's PR_SET_PDEATHSIG fires when the thread
 // that started it ends, and the runtime ends a thread whose goroutine
-// exits locked to it; this one stays until the launcher is gone.
+// exits locked to it; this one stays until the launcher is gone. (It is
+// started with syscall.ForkExec and reaped by pid, rather than by
+// os/exec, which would hold a pidfd of it: the control socket is the one
+// descriptor the launcher costs this process.)
 func (l *launcher) run(program string, ready chan<- struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -173,26 +177,34 @@ func (l *launcher) run(program string, ready chan<- struct{}) {
 		l.fail(err, ready)
 		return
 	}
-	end := os.NewFile(uintptr(fds[1]), "launcher")
-	cmd := &exec.Cmd{
-		Path:        program,
-		Args:        []string{agentproto.LauncherArg0},
-		Env:         []string{agentproto.Env},
-		ExtraFiles:  []*os.File{end}, // agentproto.ControlFD
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		l.fail(err, ready)
+		return
 	}
-	err = cmd.Start()
-	end.Close()
+	pid, err := syscall.ForkExec(program, []string{agentproto.LauncherArg0}, &syscall.ProcAttr{
+		Env:   []string{agentproto.Env},
+		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(fds[1])}, // agentproto.ControlFD
+		Sys:   &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL},
+	})
+	unix.Close(null)
+	unix.Close(fds[1])
 	if err != nil {
 		unix.Close(fds[0])
 		l.fail(err, ready)
 		return
 	}
 	l.mu.Lock()
-	l.ctl, l.pid = fds[0], cmd.Process.Pid
+	l.ctl, l.pid = fds[0], pid
 	l.mu.Unlock()
 	close(ready)
-	cmd.Wait()
+	for {
+		if _, err := unix.Wait4(pid, nil, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
 	// Dead (killed, out of memory): agents start directly until the
 	// next start starts another.
 	l.mu.Lock()
@@ -233,6 +245,21 @@ func (l *launcher) fail(err error, ready chan<- struct{}) {
 // send sends the launcher a request for one agent, and returns the
 // socket its answer comes on. l.mu is held.
 func (l *launcher) send(attr *syscall.SysProcAttr, agentEnd *os.File) (reply int, err error) {
+	// What the launcher sets, and nothing else: an attribute it would
+	// leave out starts the agent here, as asked.
+	asLaunched := syscall.SysProcAttr{
+		Setsid:                     true,
+		Pdeathsig:                  syscall.SIGKILL,
+		Cloneflags:                 attr.Cloneflags,
+		UidMappings:                attr.UidMappings,
+		GidMappings:                attr.GidMappings,
+		GidMappingsEnableSetgroups: attr.GidMappingsEnableSetgroups,
+		Credential:                 attr.Credential,
+		AmbientCaps:                attr.AmbientCaps,
+	}
+	if !reflect.DeepEqual(&asLaunched, attr) {
+		return -1, errNoLauncher
+	}
 	req, err := json.Marshal(agentproto.Launch{
 		Cloneflags:  attr.Cloneflags,
 		UidMappings: attr.UidMappings,

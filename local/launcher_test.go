@@ -100,6 +100,11 @@ func TestLauncher(t *testing.T) {
 		}
 	}
 	doomed.Destroy(ctx)
+	for deadline := time.Now().Add(30 * time.Second); local.LauncherPid() == launcher; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the launcher %d was killed, the provider still takes it for running", launcher)
+		}
+	}
 
 	// New sandboxes start all the same (from a new launcher).
 	for i := range 2 {

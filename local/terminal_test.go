@@ -277,9 +277,11 @@ func waitHostProcesses(t *testing.T, s string, n int) []int {
 	}
 }
 
-// openFDs counts this process's descriptors, but those of cgroup files:
-// a sandbox keeps a few spare per-command cgroups open, as many as its
-// commands' pattern made it keep, which is no leak.
+// openFDs counts this process's descriptors, but those of cgroup files
+// (a sandbox keeps a few spare per-command cgroups open, as many as its
+// commands' pattern made it keep, which is no leak) and the launcher's
+// control socket (started by the process's second isolated sandbox,
+// which may come in the middle of a test).
 func openFDs(t *testing.T) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -287,9 +289,10 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	n := 0
+	launcher := strconv.Itoa(local.LauncherFD())
 	for _, e := range ents {
 		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if !strings.HasPrefix(target, "/sys/fs/cgroup/") {
+		if !strings.HasPrefix(target, "/sys/fs/cgroup/") && e.Name() != launcher {
 			n++
 		}
 	}

@@ -20,17 +20,18 @@ import (
 	"github.com/computesdk-go/compute/server/wire"
 )
 
-// agents returns the pids of the local provider's sandbox agents among
-// this process's children: one per live sandbox, and everything inside a
-// sandbox descends from its agent.
+// agents returns the pids of the local provider's sandbox agents started
+// by this process: its children, and the children of its launcher (a
+// child of its own that starts agents once it has started one, see
+// package local). One per live sandbox; everything inside a sandbox
+// descends from its agent.
 func agents(t *testing.T) []string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("skipped: counts processes through /proc")
 	}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var out []string
-	self := strconv.Itoa(os.Getpid())
+	parent := map[string]string{}
 	for _, f := range stats {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -38,11 +39,22 @@ func agents(t *testing.T) []string {
 		}
 		// pid (comm) state ppid ...; comm may hold spaces and parens.
 		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
-		if fields := strings.Fields(rest); len(fields) > 1 && fields[1] == self {
-			pid := filepath.Base(filepath.Dir(f))
-			if cmd, _ := os.ReadFile("/proc/" + pid + "/cmdline"); strings.HasPrefix(string(cmd), "compute-sandbox-agent") {
-				out = append(out, pid)
-			}
+		if fields := strings.Fields(rest); len(fields) > 1 {
+			parent[filepath.Base(filepath.Dir(f))] = fields[1]
+		}
+	}
+	cmdline := func(pid string) string {
+		b, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		return string(b)
+	}
+	self := strconv.Itoa(os.Getpid())
+	var out []string
+	for pid, ppid := range parent {
+		if !strings.HasPrefix(cmdline(pid), "compute-sandbox-agent") {
+			continue
+		}
+		if ppid == self || (parent[ppid] == self && strings.HasPrefix(cmdline(ppid), "compute-sandbox-launcher")) {
+			out = append(out, pid)
 		}
 	}
 	return out
