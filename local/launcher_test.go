@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -137,5 +138,80 @@ func TestLauncher(t *testing.T) {
 	}
 	if _, _, ok := parentOf(second); ok {
 		t.Errorf("the launcher %d stopped but was not reaped", second)
+	}
+}
+
+// Concurrent starts through one launcher: each gets its own agent (the
+// launcher serves requests in parallel, each answered on its own socket),
+// and all are reaped once destroyed.
+func TestLauncherConcurrent(t *testing.T) {
+	if local.AgentProgram() == "/proc/self/exe" {
+		t.Skip("no embedded agent program runs here (see TestEmbeddedAgentRuns), so there is no launcher: agents start from this program")
+	}
+	defer local.UseLauncher(local.UseLauncher(1))
+	p, err := local.New(local.Options{Prestart: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	c := compute.New(compute.Config{Provider: p})
+	// The first start starts the launcher (and waits for it, in this
+	// test mode); starts meanwhile would go directly, as they do while
+	// a launcher starts.
+	first, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Destroy(ctx)
+
+	const n = 10
+	sbs := make([]*compute.Sandbox, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sb, err := c.Create(ctx, nil)
+			if err == nil {
+				var res *compute.Result
+				res, err = sb.RunCommand(ctx, "echo", strconv.Itoa(i))
+				if err == nil && res.Stdout != strconv.Itoa(i)+"\n" {
+					err = fmt.Errorf("echo %d printed %q", i, res.Stdout)
+				}
+			}
+			sbs[i], errs[i] = sb, err
+		})
+	}
+	wg.Wait()
+	launcher := local.LauncherPid()
+	agents := map[int]bool{}
+	for i, sb := range sbs {
+		if errs[i] != nil {
+			t.Errorf("sandbox %d: %v", i, errs[i])
+		}
+		if sb == nil {
+			continue
+		}
+		agent := local.AgentPid(sb.Driver())
+		if agents[agent] {
+			t.Errorf("sandbox %d has the agent %d of another", i, agent)
+		}
+		agents[agent] = true
+		if ppid, _, _ := parentOf(agent); ppid != launcher {
+			t.Errorf("sandbox %d: its agent's parent is %d; want the launcher, %d", i, ppid, launcher)
+		}
+		if err := sb.Destroy(ctx); err != nil {
+			t.Errorf("destroy %d: %v", i, err)
+		}
+	}
+	for agent := range agents {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if ppid, _, ok := parentOf(agent); !ok || ppid != launcher {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("30 s after Destroy the agent %d is still there", agent)
+			}
+		}
 	}
 }
