@@ -35,23 +35,46 @@ func parentOf(pid int) (ppid int, state string, ok bool) {
 	return ppid, state, true
 }
 
+// launcherProvider is a provider whose isolated agents the launcher
+// starts from the first on (local.UseLauncher(1), restored at the end).
+func launcherProvider(t *testing.T) (*local.Provider, *compute.Compute) {
+	t.Helper()
+	if local.AgentProgram() == "/proc/self/exe" {
+		t.Skip("no embedded agent program runs here (see TestEmbeddedAgentRuns), so there is no launcher: agents start from this program")
+	}
+	previous := local.UseLauncher(1)
+	t.Cleanup(func() { local.UseLauncher(previous) })
+	p, err := local.New(local.Options{Prestart: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, compute.New(compute.Config{Provider: p})
+}
+
+// waitReaped waits until agent, once the launcher's child, is gone: the
+// launcher reaps its agents on SIGCHLD, after Destroy has seen them exit.
+func waitReaped(t *testing.T, agent, launcher int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ppid, state, ok := parentOf(agent)
+		if !ok || ppid != launcher {
+			return // reaped (or the pid already names another process)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after Destroy the agent %d is still there (%s)", agent, state)
+		}
+	}
+}
+
 // Isolated agents are started by the launcher, a small process of the
 // embedded agent program, rather than forked from this (large) process:
 // the sandbox works as any other, and once destroyed, its agent is gone,
 // reaped by the launcher (no zombie left). Should the launcher die, the
 // sandboxes it started die with it, and new ones still start.
 func TestLauncher(t *testing.T) {
-	if local.AgentProgram() == "/proc/self/exe" {
-		t.Skip("no embedded agent program runs here (see TestEmbeddedAgentRuns), so there is no launcher: agents start from this program")
-	}
-	defer local.UseLauncher(local.UseLauncher(1))
-	p, err := local.New(local.Options{Prestart: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p, c := launcherProvider(t)
 	ctx := context.Background()
-	c := compute.New(compute.Config{Provider: p})
 
 	sb, err := c.Create(ctx, nil)
 	if err != nil {
@@ -71,16 +94,7 @@ func TestLauncher(t *testing.T) {
 	if err := sb.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The launcher reaps it on SIGCHLD, after Destroy has seen it exit.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ppid, state, ok := parentOf(agent)
-		if !ok || ppid != launcher {
-			break // reaped (or the pid already names another process)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after Destroy the agent %d is still there (%s)", agent, state)
-		}
-	}
+	waitReaped(t, agent, launcher)
 
 	// A launcher killed from outside takes its sandboxes with it.
 	doomed, err := c.Create(ctx, nil)
@@ -145,17 +159,8 @@ func TestLauncher(t *testing.T) {
 // launcher serves requests in parallel, each answered on its own socket),
 // and all are reaped once destroyed.
 func TestLauncherConcurrent(t *testing.T) {
-	if local.AgentProgram() == "/proc/self/exe" {
-		t.Skip("no embedded agent program runs here (see TestEmbeddedAgentRuns), so there is no launcher: agents start from this program")
-	}
-	defer local.UseLauncher(local.UseLauncher(1))
-	p, err := local.New(local.Options{Prestart: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	_, c := launcherProvider(t)
 	ctx := context.Background()
-	c := compute.New(compute.Config{Provider: p})
 	// The first start starts the launcher (and waits for it, in this
 	// test mode); starts meanwhile would go directly, as they do while
 	// a launcher starts.
@@ -205,13 +210,6 @@ func TestLauncherConcurrent(t *testing.T) {
 		}
 	}
 	for agent := range agents {
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if ppid, _, ok := parentOf(agent); !ok || ppid != launcher {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("30 s after Destroy the agent %d is still there", agent)
-			}
-		}
+		waitReaped(t, agent, launcher)
 	}
 }
