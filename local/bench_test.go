@@ -426,12 +426,12 @@ func cpuTime() time.Duration {
 	return time.Duration(ns)
 }
 
-// launcherCPU is the CPU time the launcher (local.LauncherPid) and the
+// launcherCPU is the CPU time the launcher (local.Launcher) and the
 // agents it reaped used so far, 0 where none runs: its agents are not
 // this process's children, so cpuTime does not see them. /proc gives it
 // in clock ticks (USER_HZ, 100 a second), so it is only good as a total.
 func launcherCPU() time.Duration {
-	pid := local.LauncherPid()
+	pid := local.Launcher().Pid
 	if pid == 0 {
 		return 0
 	}

@@ -5,6 +5,9 @@ package local
 import (
 	"fmt"
 	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // SetHardening turns sandbox confinement and cgroup limits on or off, for
@@ -52,31 +55,39 @@ func AgentPid(sb any) int { return sb.(*sandbox).agent.Pid() }
 // the default). It returns the previous setting.
 func UseLauncher(mode int32) (previous int32) { return useLauncher.Swap(mode) }
 
-// LauncherPid is the running launcher's process id, 0 if none runs.
-func LauncherPid() int {
-	theLauncher.mu.Lock()
-	defer theLauncher.mu.Unlock()
-	return theLauncher.pid
+// LauncherState is what a test can see of the launcher.
+type LauncherState struct {
+	Pid    int   // its process id; 0 where none runs
+	FD     int   // this process's end of its control socket; -1 where none runs
+	Users  int   // open providers, which hold it
+	Failed error // why it could not be started, if it could not
 }
 
-func LauncherFailed() error {
-	theLauncher.mu.Lock()
-	defer theLauncher.mu.Unlock()
-	return theLauncher.failed
+// Launcher returns the launcher's state. Its control socket (FD) is the
+// one descriptor the launcher costs the process for its lifetime, which
+// leak checks leave out.
+func Launcher() LauncherState {
+	l := &theLauncher
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return LauncherState{Pid: l.pid, FD: l.ctl, Users: l.users, Failed: l.failed}
 }
 
-// LauncherUsers is how many providers hold the launcher (are open).
-func LauncherUsers() int {
-	theLauncher.mu.Lock()
-	defer theLauncher.mu.Unlock()
-	return theLauncher.users
-}
-
-// LauncherFD is this process's descriptor of the launcher's control
-// socket, -1 where none runs: the one descriptor the launcher costs the
-// process for its lifetime, which leak checks leave out.
-func LauncherFD() int {
-	theLauncher.mu.Lock()
-	defer theLauncher.mu.Unlock()
-	return theLauncher.ctl
+// LaunchWith has the running launcher start an agent with attr (its
+// control socket a socket nobody holds the other end of, so that an agent
+// that does start exits at once) and returns what the launcher answered.
+// For the launcher's failure paths.
+func LaunchWith(attr *syscall.SysProcAttr) error {
+	ours, end, err := unixPair(unix.SOCK_SEQPACKET)
+	if err != nil {
+		return err
+	}
+	ours.Close()
+	defer end.Close()
+	a, err := theLauncher.launch(agentPath(), attr, end)
+	if a != nil {
+		a.Kill()
+		a.Wait()
+	}
+	return err
 }

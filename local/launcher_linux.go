@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -122,11 +121,12 @@ var errNoLauncher = errors.New("local: the launcher is not running")
 
 // launch has the launcher start the agent program with attr and agentEnd
 // as its control socket. It returns errNoLauncher where the launcher is
-// not running for program, and starts it once enough agents have been
-// started without it.
+// not running for program (or cannot start what attr asks for), and
+// starts it once enough agents have been started without it.
 func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *os.File) (agentProcess, error) {
 	mode := useLauncher.Load()
-	if mode < 0 {
+	req, ok := agentproto.NewLaunch(attr)
+	if mode < 0 || !ok {
 		return nil, errNoLauncher
 	}
 	n := l.starts.Add(1)
@@ -153,7 +153,7 @@ func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *o
 		return nil, errNoLauncher
 	}
 	// Sent under the lock: run closes the control socket under it too.
-	reply, err := l.send(attr, agentEnd)
+	reply, err := l.send(&req, agentEnd)
 	l.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -242,32 +242,10 @@ func (l *launcher) fail(err error, ready chan<- struct{}) {
 	close(ready)
 }
 
-// send sends the launcher a request for one agent, and returns the
-// socket its answer comes on. l.mu is held.
-func (l *launcher) send(attr *syscall.SysProcAttr, agentEnd *os.File) (reply int, err error) {
-	// What the launcher sets, and nothing else: an attribute it would
-	// leave out starts the agent here, as asked.
-	asLaunched := syscall.SysProcAttr{
-		Setsid:                     true,
-		Pdeathsig:                  syscall.SIGKILL,
-		Cloneflags:                 attr.Cloneflags,
-		UidMappings:                attr.UidMappings,
-		GidMappings:                attr.GidMappings,
-		GidMappingsEnableSetgroups: attr.GidMappingsEnableSetgroups,
-		Credential:                 attr.Credential,
-		AmbientCaps:                attr.AmbientCaps,
-	}
-	if !reflect.DeepEqual(&asLaunched, attr) {
-		return -1, errNoLauncher
-	}
-	req, err := json.Marshal(agentproto.Launch{
-		Cloneflags:  attr.Cloneflags,
-		UidMappings: attr.UidMappings,
-		GidMappings: attr.GidMappings,
-		Setgroups:   attr.GidMappingsEnableSetgroups,
-		Credential:  attr.Credential,
-		AmbientCaps: attr.AmbientCaps,
-	})
+// send sends the launcher req with agentEnd, and returns the socket its
+// answer comes on. l.mu is held.
+func (l *launcher) send(req *agentproto.Launch, agentEnd *os.File) (reply int, err error) {
+	b, err := json.Marshal(req)
 	if err != nil {
 		return -1, err
 	}
@@ -282,7 +260,7 @@ func (l *launcher) send(attr *syscall.SysProcAttr, agentEnd *os.File) (reply int
 	// socket closed and exits).
 	err = unix.SetsockoptTimeval(ours, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: launchTimeout})
 	if err == nil {
-		err = unix.Sendmsg(l.ctl, req, unix.UnixRights(theirs, int(agentEnd.Fd())), nil, unix.MSG_NOSIGNAL)
+		err = unix.Sendmsg(l.ctl, b, unix.UnixRights(theirs, int(agentEnd.Fd())), nil, unix.MSG_NOSIGNAL)
 		runtime.KeepAlive(agentEnd)
 		if err != nil {
 			err = errNoLauncher // it died: the caller starts the agent itself

@@ -4,6 +4,7 @@ package local_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -17,22 +18,19 @@ import (
 	"github.com/computesdk-go/compute/local"
 )
 
-// parentOf reads a process's parent pid and state from /proc; ok is
-// false once the process is gone (reaped).
-func parentOf(pid int) (ppid int, state string, ok bool) {
+// parentOf reads a process's parent pid from /proc; ok is false once the
+// process is gone (a zombie is still there: it is gone once reaped).
+func parentOf(pid int) (ppid int, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, "", false
+		return 0, false
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.Lines(string(b)) {
 		if v, found := strings.CutPrefix(line, "PPid:"); found {
 			ppid, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
-		if v, found := strings.CutPrefix(line, "State:"); found {
-			state = strings.TrimSpace(v)
-		}
 	}
-	return ppid, state, true
+	return ppid, true
 }
 
 // launcherProvider is a provider whose isolated agents the launcher
@@ -42,6 +40,12 @@ func launcherProvider(t *testing.T) (*local.Provider, *compute.Compute) {
 	if local.AgentProgram() == "/proc/self/exe" {
 		t.Skip("no embedded agent program runs here (see TestEmbeddedAgentRuns), so there is no launcher: agents start from this program")
 	}
+	// A launcher stopped by an earlier test's last Close may still be
+	// exiting; starts meanwhile go directly.
+	waitUntil(t, "the launcher of closed providers has exited", func() bool {
+		st := local.Launcher()
+		return st.Users > 0 || st.Pid == 0
+	})
 	previous := local.UseLauncher(1)
 	t.Cleanup(func() { local.UseLauncher(previous) })
 	p, err := local.New(local.Options{Prestart: -1})
@@ -52,19 +56,25 @@ func launcherProvider(t *testing.T) (*local.Provider, *compute.Compute) {
 	return p, compute.New(compute.Config{Provider: p})
 }
 
+// waitUntil polls done until it holds, and fails the test with what it
+// waited for after 30 s (a hang, not a slow machine).
+func waitUntil(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !done(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not so after 30 s: %s", what)
+		}
+	}
+}
+
 // waitReaped waits until agent, once the launcher's child, is gone: the
 // launcher reaps its agents on SIGCHLD, after Destroy has seen them exit.
 func waitReaped(t *testing.T, agent, launcher int) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ppid, state, ok := parentOf(agent)
-		if !ok || ppid != launcher {
-			return // reaped (or the pid already names another process)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after Destroy the agent %d is still there (%s)", agent, state)
-		}
-	}
+	waitUntil(t, fmt.Sprintf("the agent %d is reaped after Destroy", agent), func() bool {
+		ppid, ok := parentOf(agent)
+		return !ok || ppid != launcher // reaped (or the pid already names another process)
+	})
 }
 
 // Isolated agents are started by the launcher, a small process of the
@@ -80,12 +90,12 @@ func TestLauncher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	launcher := local.LauncherPid()
+	launcher := local.Launcher().Pid
 	if launcher == 0 {
-		t.Fatal("no launcher runs after an isolated Create", local.LauncherFailed())
+		t.Fatal("no launcher runs after an isolated Create", local.Launcher().Failed)
 	}
 	agent := local.AgentPid(sb.Driver())
-	if ppid, _, _ := parentOf(agent); ppid != launcher {
+	if ppid, _ := parentOf(agent); ppid != launcher {
 		t.Errorf("the agent's parent is %d; want the launcher, %d", ppid, launcher)
 	}
 	if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
@@ -104,22 +114,16 @@ func TestLauncher(t *testing.T) {
 	if err := syscall.Kill(launcher, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := doomed.RunCommand(ctx, "echo", "hi"); err == nil {
-		// The agent may still be answering when its SIGKILL arrives;
-		// shortly after, nothing answers.
-		for deadline := time.Now().Add(30 * time.Second); err == nil; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("30 s after its launcher was killed, a sandbox still runs commands: %+v", res)
-			}
-			_, err = doomed.RunCommand(ctx, "true")
-		}
-	}
+	// The agent may still be answering when its SIGKILL arrives;
+	// shortly after, nothing answers.
+	waitUntil(t, "a sandbox whose launcher was killed stops running commands", func() bool {
+		_, err := doomed.RunCommand(ctx, "true")
+		return err != nil
+	})
 	doomed.Destroy(ctx)
-	for deadline := time.Now().Add(30 * time.Second); local.LauncherPid() == launcher; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after the launcher %d was killed, the provider still takes it for running", launcher)
-		}
-	}
+	waitUntil(t, fmt.Sprintf("the provider sees that the launcher %d was killed", launcher), func() bool {
+		return local.Launcher().Pid != launcher
+	})
 
 	// New sandboxes start all the same (from a new launcher).
 	for i := range 2 {
@@ -132,7 +136,7 @@ func TestLauncher(t *testing.T) {
 		}
 		sb.Destroy(ctx)
 	}
-	second := local.LauncherPid()
+	second := local.Launcher().Pid
 	if second == 0 || second == launcher {
 		t.Errorf("launcher after the first died: %d (the first was %d); want a new one", second, launcher)
 	}
@@ -141,16 +145,14 @@ func TestLauncher(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := local.LauncherUsers(); n > 0 {
+	if n := local.Launcher().Users; n > 0 {
 		t.Logf("not checking that closing the last provider stops the launcher: %d other providers are open", n)
 		return
 	}
-	for deadline := time.Now().Add(30 * time.Second); local.LauncherPid() != 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("30 s after the last provider closed, the launcher %d still runs", second)
-		}
-	}
-	if _, _, ok := parentOf(second); ok {
+	waitUntil(t, fmt.Sprintf("the launcher %d stops once the last provider closed", second), func() bool {
+		return local.Launcher().Pid == 0
+	})
+	if _, ok := parentOf(second); ok {
 		t.Errorf("the launcher %d stopped but was not reaped", second)
 	}
 }
@@ -188,7 +190,7 @@ func TestLauncherConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	launcher := local.LauncherPid()
+	launcher := local.Launcher().Pid
 	agents := map[int]bool{}
 	for i, sb := range sbs {
 		if errs[i] != nil {
@@ -202,7 +204,7 @@ func TestLauncherConcurrent(t *testing.T) {
 			t.Errorf("sandbox %d has the agent %d of another", i, agent)
 		}
 		agents[agent] = true
-		if ppid, _, _ := parentOf(agent); ppid != launcher {
+		if ppid, _ := parentOf(agent); ppid != launcher {
 			t.Errorf("sandbox %d: its agent's parent is %d; want the launcher, %d", i, ppid, launcher)
 		}
 		if err := sb.Destroy(ctx); err != nil {
@@ -211,5 +213,41 @@ func TestLauncherConcurrent(t *testing.T) {
 	}
 	for agent := range agents {
 		waitReaped(t, agent, launcher)
+	}
+}
+
+// What the launcher cannot start is the Create's error, with the
+// kernel's reason, and the launcher goes on starting agents.
+func TestLauncherReportsFailure(t *testing.T) {
+	_, c := launcherProvider(t)
+	ctx := context.Background()
+	first, err := c.Create(ctx, nil) // starts the launcher
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Destroy(ctx)
+	launcher := local.Launcher().Pid
+	if launcher == 0 {
+		t.Fatal("no launcher runs after an isolated Create", local.Launcher().Failed)
+	}
+	// Two uid mappings for the same ids: the kernel refuses the map.
+	overlapping := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1_999_999_000, Size: 2}, {ContainerID: 1, HostID: 1_999_999_500, Size: 1}}
+	err = local.LaunchWith(&syscall.SysProcAttr{
+		Setsid:      true,
+		Pdeathsig:   syscall.SIGKILL,
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: overlapping,
+		GidMappings: overlapping,
+	})
+	if err == nil || !strings.Contains(err.Error(), "the launcher") || !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("a start with overlapping uid maps: %v; want the launcher's EINVAL", err)
+	}
+	sb, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatalf("create after a failed launch: %v", err)
+	}
+	defer sb.Destroy(ctx)
+	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != launcher {
+		t.Errorf("after a failed launch the agent's parent is %d; want the same launcher, %d", ppid, launcher)
 	}
 }

@@ -338,6 +338,27 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 	s.ctl = ctl
 	undo.add(func() { s.ctl.Close() })
 
+	path := agentPath()
+	err = errNoLauncher
+	if path != selfAgent && attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+		// An isolated agent of the embedded program: the launcher's to
+		// start, once it runs (launcher_linux.go).
+		s.agent, err = theLauncher.launch(path, attr, agentEnd)
+	}
+	if err == errNoLauncher {
+		err = s.startDirect(path, attr, agentEnd)
+	}
+	if err != nil {
+		agentEnd.Close()
+		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
+	}
+	undo.add(func() { s.agent.Kill(); <-s.exited })
+	return agentEnd, nil
+}
+
+// startDirect starts the agent program at path as a child of this
+// process, or where the kernel will not run it, this program.
+func (s *sandbox) startDirect(path string, attr *syscall.SysProcAttr, agentEnd *os.File) error {
 	start := func(path string) error {
 		cmd := &exec.Cmd{
 			Path:        path,
@@ -352,21 +373,7 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 		s.agent = childAgent{cmd}
 		return nil
 	}
-	path := agentPath()
-	if path != selfAgent && attr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
-		// An isolated agent of the embedded program: the launcher's to
-		// start, once it runs (launcher_linux.go).
-		if s.agent, err = theLauncher.launch(path, attr, agentEnd); err == nil {
-			undo.add(func() { s.agent.Kill(); <-s.exited })
-			return agentEnd, nil
-		}
-		s.agent = nil
-		if err != errNoLauncher {
-			agentEnd.Close()
-			return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
-		}
-	}
-	err = start(path)
+	err := start(path)
 	if err != nil && path != selfAgent {
 		// The kernel may refuse to execute a memory file (a policy
 		// such as vm.memfd_noexec=2 or an LSM): this program is the
@@ -378,12 +385,7 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 			embeddedRefused.Store(true)
 		}
 	}
-	if err != nil {
-		agentEnd.Close()
-		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
-	}
-	undo.add(func() { s.agent.Kill(); <-s.exited })
-	return agentEnd, nil
+	return err
 }
 
 // limit puts the agent in a cgroup of its own with the sandbox's resource

@@ -289,7 +289,7 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	n := 0
-	launcher := strconv.Itoa(local.LauncherFD())
+	launcher := strconv.Itoa(local.Launcher().FD)
 	for _, e := range ents {
 		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
 		if !strings.HasPrefix(target, "/sys/fs/cgroup/") && e.Name() != launcher {

@@ -63,20 +63,12 @@ func launch(req *agentproto.Launch, reply, agentEnd, null int) {
 	}
 	defer c.Close()
 	pidfd := -1
+	sys := req.SysProcAttr()
+	sys.PidFD = &pidfd
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{agentproto.Arg0}, &syscall.ProcAttr{
 		Env:   []string{agentproto.Env},
 		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(agentEnd)}, // agentproto.ControlFD
-		Sys: &syscall.SysProcAttr{
-			Setsid:                     true,
-			Pdeathsig:                  syscall.SIGKILL,
-			Cloneflags:                 req.Cloneflags,
-			UidMappings:                req.UidMappings,
-			GidMappings:                req.GidMappings,
-			GidMappingsEnableSetgroups: req.Setgroups,
-			Credential:                 req.Credential,
-			AmbientCaps:                req.AmbientCaps,
-			PidFD:                      &pidfd,
-		},
+		Sys:   sys,
 	})
 	var res agentproto.Launched
 	var oob []byte

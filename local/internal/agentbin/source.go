@@ -4,7 +4,7 @@ package agentbin
 
 // SourceHash is the digest of the sources the embedded agents were built
 // from (package srchash); a test compares it with the sources of the day.
-const SourceHash = "sha256:797f0fbdaa73b4409e54b88e1089e4ea7fe65b6085a5c09ddf933fbde3c9cc80"
+const SourceHash = "sha256:86064135b61e95b6cd36236f16acbc07aee7d0658039d43253ed1a9b0a79516e"
 
 // BuiltWith is the Go release the embedded agents were built with.
 const BuiltWith = "go1.26.8"

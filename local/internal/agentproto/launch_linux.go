@@ -2,7 +2,10 @@
 
 package agentproto
 
-import "syscall"
+import (
+	"reflect"
+	"syscall"
+)
 
 // The launcher is the agent's program started once by a host process, to
 // start that process's sandbox agents for it. A Go program cannot fork
@@ -26,9 +29,10 @@ const LauncherArg0 = "compute-sandbox-launcher"
 const MaxLaunch = 1 << 14
 
 // Launch is what the launcher starts an agent with: the fields of
-// syscall.SysProcAttr the host sets for an isolated sandbox. The agent
-// always gets a session of its own, SIGKILL when the launcher dies, and
-// /dev/null as its standard input, output and error.
+// syscall.SysProcAttr the host sets for an isolated sandbox (NewLaunch,
+// SysProcAttr). The agent always gets a session of its own, SIGKILL when
+// the launcher dies, and /dev/null as its standard input, output and
+// error.
 type Launch struct {
 	Cloneflags  uintptr                `json:"cloneflags"`
 	UidMappings []syscall.SysProcIDMap `json:"uidMappings"`
@@ -37,6 +41,35 @@ type Launch struct {
 	Setgroups   bool                `json:"setgroups,omitempty"`
 	Credential  *syscall.Credential `json:"credential,omitempty"`
 	AmbientCaps []uintptr           `json:"ambientCaps,omitempty"`
+}
+
+// NewLaunch is the Launch that starts an agent with attr, and ok where
+// the launcher can: where attr sets nothing but what a Launch carries and
+// the launcher always sets.
+func NewLaunch(attr *syscall.SysProcAttr) (l Launch, ok bool) {
+	l = Launch{
+		Cloneflags:  attr.Cloneflags,
+		UidMappings: attr.UidMappings,
+		GidMappings: attr.GidMappings,
+		Setgroups:   attr.GidMappingsEnableSetgroups,
+		Credential:  attr.Credential,
+		AmbientCaps: attr.AmbientCaps,
+	}
+	return l, reflect.DeepEqual(l.SysProcAttr(), attr)
+}
+
+// SysProcAttr is what the launcher starts the agent with.
+func (l *Launch) SysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Setsid:                     true,
+		Pdeathsig:                  syscall.SIGKILL,
+		Cloneflags:                 l.Cloneflags,
+		UidMappings:                l.UidMappings,
+		GidMappings:                l.GidMappings,
+		GidMappingsEnableSetgroups: l.Setgroups,
+		Credential:                 l.Credential,
+		AmbientCaps:                l.AmbientCaps,
+	}
 }
 
 // Launched is the launcher's answer: the agent's process id (with its
