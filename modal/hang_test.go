@@ -100,6 +100,18 @@ func stillRunning(t *testing.T, sb *compute.Sandbox, name string) bool {
 	return strings.Contains(res.Stdout, "("+name+")")
 }
 
+// waitRunning waits until a process of the sandbox is named name, and
+// fails the test if none is within hangGuard.
+func waitRunning(t *testing.T, sb *compute.Sandbox, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(hangGuard); !stillRunning(t, sb, name); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no process named %s in the sandbox after %v", name, hangGuard)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Threat: TaskExecWait failing for good kept a command's wait blocked past
 // its context's deadline (a 60 s deadline was still blocked at 90 s).
 func TestHangExecWaitFailingHonoursDeadline(t *testing.T) {
@@ -184,6 +196,10 @@ func TestHangKillRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Start returns on the launcher's marker, which comes just
+			// before the launcher execs the command: only once it runs under
+			// its own name does its absence below mean that it ended.
+			waitRunning(t, sb, "sleep")
 			// Every exec from now on (the kill is one) is refused.
 			remove := srv.Inject("TaskExecStart", modaltest.Fault{Code: codes.PermissionDenied, Message: "no more commands"})
 			var killErr error
