@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,6 +55,29 @@ func AgentPid(sb any) int { return sb.(*sandbox).agent.Pid() }
 // the first (1), never (-1), or after launcherAfter started directly (0,
 // the default). It returns the previous setting.
 func UseLauncher(mode int32) (previous int32) { return useLauncher.Swap(mode) }
+
+// SetLaunchTimeout sets how long a start waits for the launcher's answer,
+// and returns the previous setting.
+func SetLaunchTimeout(d time.Duration) (previous time.Duration) {
+	return time.Duration(launchTimeout.Swap(int64(d)))
+}
+
+// FailAfterLimit makes every start of p's agents fail with err once the
+// agent is in its cgroup, after calling started with the agent's pid; a
+// nil err ends that. Not safe for concurrent use with Create.
+func FailAfterLimit(p *Provider, err error, started func(agent int)) {
+	if err == nil {
+		testHookLimited = nil
+		return
+	}
+	testHookLimited = func(q *Provider, agent int) error {
+		if q != p {
+			return nil
+		}
+		started(agent)
+		return err
+	}
+}
 
 // LauncherState is what a test can see of the launcher.
 type LauncherState struct {

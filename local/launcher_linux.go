@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -102,8 +103,11 @@ type launcher struct {
 	failed  error  // program could not be started: no more tries
 }
 
-// launchTimeout bounds, in seconds, the wait for the launcher's answer.
-const launchTimeout = 10
+// launchTimeout bounds the wait for the launcher's answer, in
+// nanoseconds (10 s; tests shorten it).
+var launchTimeout atomic.Int64
+
+func init() { launchTimeout.Store(int64(10 * time.Second)) }
 
 // launcherAfter is how many isolated agents are started directly before
 // the launcher is started.
@@ -153,13 +157,40 @@ func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *o
 		return nil, errNoLauncher
 	}
 	// Sent under the lock: run closes the control socket under it too.
+	pid := l.pid
 	reply, err := l.send(&req, agentEnd)
 	l.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(reply)
-	return receiveLaunched(reply)
+	a, err := receiveLaunched(reply)
+	if errors.Is(err, errLaunchTimeout) {
+		// A launcher that does not answer (stopped, wedged) would fail
+		// every later start the same way, each after launchTimeout: it
+		// is killed, and the next start starts another. This start
+		// fails: should the launcher have forked the agent, that agent
+		// holds agentEnd until it dies with the launcher, and must not
+		// read the configuration meant for another.
+		l.kill(pid)
+		err = fmt.Errorf("the launcher did not answer within %v (it was killed; the next sandbox's start starts another)", time.Duration(launchTimeout.Load()))
+	}
+	return a, err
+}
+
+// errLaunchTimeout: the launcher did not answer within launchTimeout.
+var errLaunchTimeout = errors.New("local: the launcher did not answer")
+
+// kill kills the launcher if pid still names it.
+func (l *launcher) kill(pid int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// run leaves pid unreaped until it has reset l.pid under l.mu, so a
+	// pid that is still l.pid names the launcher (or its zombie), never
+	// a process that reused it.
+	if pid != 0 && l.pid == pid {
+		unix.Kill(pid, unix.SIGKILL)
+	}
 }
 
 // run starts the launcher and waits for it to exit. It holds its OS
@@ -200,8 +231,11 @@ func (l *launcher) run(program string, ready chan<- struct{}) {
 	l.ctl, l.pid = fds[0], pid
 	l.mu.Unlock()
 	close(ready)
+	// Waited for without reaping it: its pid cannot name another
+	// process while l.pid still holds it (see kill).
 	for {
-		if _, err := unix.Wait4(pid, nil, 0, nil); err != unix.EINTR {
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
 			break
 		}
 	}
@@ -210,6 +244,11 @@ func (l *launcher) run(program string, ready chan<- struct{}) {
 	l.mu.Lock()
 	unix.Close(l.ctl)
 	l.ctl, l.pid, l.started = -1, 0, false
+	for {
+		if _, err := unix.Wait4(pid, nil, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
 	l.mu.Unlock()
 }
 
@@ -256,9 +295,9 @@ func (l *launcher) send(req *agentproto.Launch, agentEnd *os.File) (reply int, e
 	ours, theirs := fds[0], fds[1]
 	defer unix.Close(theirs)
 	// A launcher that stopped answering fails this start rather than
-	// hanging it (its agent, should it start later, finds its control
-	// socket closed and exits).
-	err = unix.SetsockoptTimeval(ours, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: launchTimeout})
+	// hanging it (and launch kills it).
+	tv := unix.NsecToTimeval(launchTimeout.Load())
+	err = unix.SetsockoptTimeval(ours, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	if err == nil {
 		err = unix.Sendmsg(l.ctl, b, unix.UnixRights(theirs, int(agentEnd.Fd())), nil, unix.MSG_NOSIGNAL)
 		runtime.KeepAlive(agentEnd)
@@ -286,7 +325,7 @@ func receiveLaunched(reply int) (agentProcess, error) {
 		}
 	}
 	if err == unix.EAGAIN {
-		return nil, fmt.Errorf("local: the launcher did not answer in %d s", launchTimeout)
+		return nil, errLaunchTimeout
 	}
 	if err != nil || n == 0 {
 		// It died before it answered: it had not started the agent, or

@@ -56,6 +56,23 @@ func launcherProvider(t *testing.T) (*local.Provider, *compute.Compute) {
 	return p, compute.New(compute.Config{Provider: p})
 }
 
+// startLauncher has c create (and destroy) a sandbox, which starts the
+// launcher in launcherProvider's mode, and returns the launcher's pid.
+func startLauncher(t *testing.T, c *compute.Compute) (pid int) {
+	t.Helper()
+	ctx := context.Background()
+	first, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Destroy(ctx)
+	st := local.Launcher()
+	if st.Pid == 0 {
+		t.Fatal("no launcher runs after an isolated Create", st.Failed)
+	}
+	return st.Pid
+}
+
 // waitUntil polls done until it holds, and fails the test with what it
 // waited for after 30 s (a hang, not a slow machine).
 func waitUntil(t *testing.T, what string, done func() bool) {
@@ -221,18 +238,10 @@ func TestLauncherConcurrent(t *testing.T) {
 func TestLauncherReportsFailure(t *testing.T) {
 	_, c := launcherProvider(t)
 	ctx := context.Background()
-	first, err := c.Create(ctx, nil) // starts the launcher
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Destroy(ctx)
-	launcher := local.Launcher().Pid
-	if launcher == 0 {
-		t.Fatal("no launcher runs after an isolated Create", local.Launcher().Failed)
-	}
+	launcher := startLauncher(t, c)
 	// Two uid mappings for the same ids: the kernel refuses the map.
 	overlapping := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1_999_999_000, Size: 2}, {ContainerID: 1, HostID: 1_999_999_500, Size: 1}}
-	err = local.LaunchWith(&syscall.SysProcAttr{
+	err := local.LaunchWith(&syscall.SysProcAttr{
 		Setsid:      true,
 		Pdeathsig:   syscall.SIGKILL,
 		Cloneflags:  syscall.CLONE_NEWUSER,
@@ -249,5 +258,117 @@ func TestLauncherReportsFailure(t *testing.T) {
 	defer sb.Destroy(ctx)
 	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != launcher {
 		t.Errorf("after a failed launch the agent's parent is %d; want the same launcher, %d", ppid, launcher)
+	}
+}
+
+// A launcher that stops answering (here: stopped with SIGSTOP) fails the
+// start that waits on it after launchTimeout, with an error that says
+// so, instead of hanging it; it is killed, so that it does not fail every
+// later start the same way, and the next starts work.
+func TestLauncherUnanswered(t *testing.T) {
+	_, c := launcherProvider(t)
+	previous := local.SetLaunchTimeout(500 * time.Millisecond)
+	t.Cleanup(func() { local.SetLaunchTimeout(previous) })
+	ctx := context.Background()
+	launcher := startLauncher(t, c)
+	if err := syscall.Kill(launcher, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Should the launcher survive a failing test, it must not stay
+	// stopped.
+	t.Cleanup(func() { syscall.Kill(launcher, syscall.SIGKILL) })
+
+	sb, err := c.Create(ctx, nil)
+	if err == nil {
+		sb.Destroy(ctx)
+		t.Fatal("a Create through a stopped launcher succeeded")
+	}
+	if !strings.Contains(err.Error(), "the launcher did not answer within 500ms") {
+		t.Errorf("a Create through a stopped launcher: %v; want an error saying the launcher did not answer", err)
+	}
+	waitUntil(t, "the stopped launcher is killed and reaped", func() bool {
+		ppid, ok := parentOf(launcher)
+		return local.Launcher().Pid != launcher && (!ok || ppid != os.Getpid())
+	})
+	for i := range 3 {
+		sb, err := c.Create(ctx, nil)
+		if err != nil {
+			t.Fatalf("create %d after the stopped launcher was killed: %v", i, err)
+		}
+		if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+			t.Errorf("create %d: echo hi: %+v, %v", i, res, err)
+		}
+		sb.Destroy(ctx)
+	}
+	if pid := local.Launcher().Pid; pid == 0 || pid == launcher {
+		t.Errorf("after the stopped launcher was killed, the launcher is %d; want a new one", pid)
+	}
+}
+
+// Threat: a start that failed once its agent ran (where a host out of
+// descriptors failed to put the agent in its cgroup) waited for good for
+// the agent to exit: nothing waited for it yet. The start fails with its
+// error, and the agent is killed and reaped, started directly or by the
+// launcher.
+func TestStartFailsAfterAgentRuns(t *testing.T) {
+	for _, viaLauncher := range []bool{false, true} {
+		name := "direct"
+		if viaLauncher {
+			name = "launcher"
+		}
+		t.Run(name, func(t *testing.T) {
+			var p *local.Provider
+			var c *compute.Compute
+			if viaLauncher {
+				p, c = launcherProvider(t)
+			} else {
+				previous := local.UseLauncher(-1)
+				t.Cleanup(func() { local.UseLauncher(previous) })
+				var err error
+				if p, err = local.New(local.Options{Prestart: -1}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				c = compute.New(compute.Config{Provider: p})
+			}
+			ctx := context.Background()
+			if viaLauncher {
+				startLauncher(t, c)
+			}
+			injected := errors.New("injected failure after the agent started")
+			var agents []int
+			local.FailAfterLimit(p, injected, func(agent int) { agents = append(agents, agent) })
+			t.Cleanup(func() { local.FailAfterLimit(p, nil, nil) })
+			var err error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var sb *compute.Sandbox
+				if sb, err = c.Create(ctx, nil); err == nil {
+					sb.Destroy(ctx)
+				}
+			}()
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("Create still blocked a minute after its start failed: it hangs")
+			}
+			if !errors.Is(err, injected) {
+				t.Errorf("Create = %v; want the start's error", err)
+			}
+			if len(agents) != 1 {
+				t.Fatalf("%d agents started; want 1", len(agents))
+			}
+			waitUntil(t, "the failed start's agent is killed and reaped", func() bool {
+				_, ok := parentOf(agents[0])
+				return !ok
+			})
+			local.FailAfterLimit(p, nil, nil)
+			sb, err := c.Create(ctx, nil)
+			if err != nil {
+				t.Fatalf("create after a failed start: %v", err)
+			}
+			sb.Destroy(ctx)
+		})
 	}
 }

@@ -35,7 +35,10 @@ type sandbox struct {
 	agent  agentProcess
 	ctl    *net.UnixConn
 	exited chan struct{} // closed when the agent process has exited
-	timer  *time.Timer
+	// watching: watch runs (it closes exited); set before it starts, by
+	// the goroutine that starts the agent.
+	watching bool
+	timer    *time.Timer
 	// hostDir is a host directory to remove at the end (IsolationNone).
 	hostDir string
 

@@ -89,6 +89,11 @@ func startAgentFor(p *Provider, network bool, gpus []string, img *sandboxImage, 
 	return s, nil
 }
 
+// testHookLimited, when set (tests), is called with the provider and the
+// agent's pid once the agent is in its cgroup; its error fails the start
+// there, as limit's would.
+var testHookLimited func(p *Provider, agent int) error
+
 // launchAgent starts a sandbox's agent, which then waits for its
 // configuration (buildRoot). With forImage, the sandbox is started ahead
 // of demand for an image not named yet: the agent is configured at once
@@ -156,6 +161,12 @@ func launchAgentAs(p *Provider, network bool, gpus []string, forImage bool, user
 	if err := s.limit(&s.cfg, gpus, &undo); err != nil {
 		return nil, err
 	}
+	if testHookLimited != nil {
+		if err := testHookLimited(p, s.agent.Pid()); err != nil {
+			return nil, err
+		}
+	}
+	s.watching = true
 	go s.watch()
 	if forImage {
 		s.cfg.Image = &agentproto.ImageRoot{Later: true}
@@ -352,7 +363,18 @@ func (s *sandbox) clone(attr *syscall.SysProcAttr, undo *undo) (agentEnd *os.Fil
 		agentEnd.Close()
 		return nil, fmt.Errorf("local: start sandbox agent: %w%s", err, startHint(err))
 	}
-	undo.add(func() { s.agent.Kill(); <-s.exited })
+	undo.add(func() {
+		s.agent.Kill()
+		// Until watch runs (launchAgentAs starts it once the agent is in
+		// its cgroup), nothing else waits for the agent: a start that
+		// failed before then (out of descriptors for the cgroup's files)
+		// waited here for good.
+		if s.watching {
+			<-s.exited
+		} else {
+			s.agent.Wait()
+		}
+	})
 	return agentEnd, nil
 }
 
