@@ -79,12 +79,32 @@ func FailAfterLimit(p *Provider, err error, started func(agent int)) {
 	}
 }
 
+// FillLauncherQueue sends the running launcher empty requests (which it
+// drops) until its socket takes no more, and returns how many it took.
+func FillLauncherQueue() (int, error) {
+	l := &theLauncher
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for n := 0; ; n++ {
+		err := unix.Sendmsg(l.ctl, []byte("{}"), nil, nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 // LauncherState is what a test can see of the launcher.
 type LauncherState struct {
 	Pid    int   // its process id; 0 where none runs
 	FD     int   // this process's end of its control socket; -1 where none runs
 	Users  int   // open providers, which hold it
 	Failed error // why it could not be started, if it could not
+	// Stalled: it did not answer a start in time, and is not used until
+	// it has.
+	Stalled bool
 }
 
 // Launcher returns the launcher's state. Its control socket (FD) is the
@@ -94,7 +114,7 @@ func Launcher() LauncherState {
 	l := &theLauncher
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return LauncherState{Pid: l.pid, FD: l.ctl, Users: l.users, Failed: l.failed}
+	return LauncherState{Pid: l.pid, FD: l.ctl, Users: l.users, Failed: l.failed, Stalled: l.stalled}
 }
 
 // LaunchWith has the running launcher start an agent with attr (its

@@ -100,7 +100,11 @@ type launcher struct {
 	pid     int    // its process id while it runs
 	program string // the agent program it runs, or could not start
 	started bool   // started, or starting; false again once it died
-	failed  error  // program could not be started: no more tries
+	gen     int    // counts the launchers started
+	// stalled: it did not answer a start within launchTimeout; starts go
+	// directly until it answers that one (awaitLate).
+	stalled bool
+	failed  error // program could not be started: no more tries
 }
 
 // launchTimeout bounds the wait for the launcher's answer, in
@@ -156,41 +160,60 @@ func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *o
 		l.mu.Unlock()
 		return nil, errNoLauncher
 	}
+	if l.stalled {
+		l.mu.Unlock()
+		return nil, errNoLauncher
+	}
 	// Sent under the lock: run closes the control socket under it too.
-	pid := l.pid
+	gen := l.gen
 	reply, err := l.send(&req, agentEnd)
 	l.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(reply)
 	a, err := receiveLaunched(reply)
-	if errors.Is(err, errLaunchTimeout) {
-		// A launcher that does not answer (stopped, wedged) would fail
-		// every later start the same way, each after launchTimeout: it
-		// is killed, and the next start starts another. This start
-		// fails: should the launcher have forked the agent, that agent
-		// holds agentEnd until it dies with the launcher, and must not
-		// read the configuration meant for another.
-		l.kill(pid)
-		err = fmt.Errorf("the launcher did not answer within %v (it was killed; the next sandbox's start starts another)", time.Duration(launchTimeout.Load()))
+	if !errors.Is(err, errLaunchTimeout) {
+		unix.Close(reply)
+		return a, err
 	}
-	return a, err
+	// A launcher that does not answer in time (stopped, overloaded) is
+	// asked nothing more until it answers this request: starts go
+	// directly meanwhile, rather than each waiting launchTimeout. It is
+	// not killed: the sandboxes it started would die with it. This start
+	// fails; should the launcher start its agent later, that agent finds
+	// its control socket closed and exits.
+	l.mu.Lock()
+	if l.gen == gen {
+		l.stalled = true
+	}
+	l.mu.Unlock()
+	go l.awaitLate(gen, reply)
+	return nil, fmt.Errorf("the launcher did not answer within %v; sandboxes start without it until it does", time.Duration(launchTimeout.Load()))
 }
 
 // errLaunchTimeout: the launcher did not answer within launchTimeout.
 var errLaunchTimeout = errors.New("local: the launcher did not answer")
 
-// kill kills the launcher if pid still names it.
-func (l *launcher) kill(pid int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// run leaves pid unreaped until it has reset l.pid under l.mu, so a
-	// pid that is still l.pid names the launcher (or its zombie), never
-	// a process that reused it.
-	if pid != 0 && l.pid == pid {
-		unix.Kill(pid, unix.SIGKILL)
+// awaitLate waits, as long as it takes, for the late answer of launcher
+// gen on reply (which it closes). Once the launcher has answered, it is
+// used again; the agent it started for nobody is killed. An end without
+// an answer means the launcher died, and run starts over.
+func (l *launcher) awaitLate(gen, reply int) {
+	defer unix.Close(reply)
+	unix.SetsockoptTimeval(reply, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{}) // no timeout
+	a, err := receiveLaunched(reply)
+	if a != nil {
+		a.Kill()
+		a.Wait()
 	}
+	if errors.Is(err, errNoLauncher) {
+		return
+	}
+	l.mu.Lock()
+	if l.gen == gen {
+		l.stalled = false
+	}
+	l.mu.Unlock()
 }
 
 // run starts the launcher and waits for it to exit. It holds its OS
@@ -229,13 +252,11 @@ func (l *launcher) run(program string, ready chan<- struct{}) {
 	}
 	l.mu.Lock()
 	l.ctl, l.pid = fds[0], pid
+	l.gen++
 	l.mu.Unlock()
 	close(ready)
-	// Waited for without reaping it: its pid cannot name another
-	// process while l.pid still holds it (see kill).
 	for {
-		var info unix.Siginfo
-		if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != unix.EINTR {
+		if _, err := unix.Wait4(pid, nil, 0, nil); err != unix.EINTR {
 			break
 		}
 	}
@@ -243,12 +264,7 @@ func (l *launcher) run(program string, ready chan<- struct{}) {
 	// next start starts another.
 	l.mu.Lock()
 	unix.Close(l.ctl)
-	l.ctl, l.pid, l.started = -1, 0, false
-	for {
-		if _, err := unix.Wait4(pid, nil, 0, nil); err != unix.EINTR {
-			break
-		}
-	}
+	l.ctl, l.pid, l.started, l.stalled = -1, 0, false, false
 	l.mu.Unlock()
 }
 
@@ -295,14 +311,18 @@ func (l *launcher) send(req *agentproto.Launch, agentEnd *os.File) (reply int, e
 	ours, theirs := fds[0], fds[1]
 	defer unix.Close(theirs)
 	// A launcher that stopped answering fails this start rather than
-	// hanging it (and launch kills it).
+	// hanging it.
 	tv := unix.NsecToTimeval(launchTimeout.Load())
 	err = unix.SetsockoptTimeval(ours, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	if err == nil {
-		err = unix.Sendmsg(l.ctl, b, unix.UnixRights(theirs, int(agentEnd.Fd())), nil, unix.MSG_NOSIGNAL)
+		// Not waiting for room: a launcher that reads nothing (stopped)
+		// would hold this send, and l.mu with it, for good once its
+		// socket is full. Full or dead, the caller starts the agent
+		// itself.
+		err = unix.Sendmsg(l.ctl, b, unix.UnixRights(theirs, int(agentEnd.Fd())), nil, unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT)
 		runtime.KeepAlive(agentEnd)
 		if err != nil {
-			err = errNoLauncher // it died: the caller starts the agent itself
+			err = errNoLauncher
 		}
 	}
 	if err != nil {

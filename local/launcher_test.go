@@ -263,20 +263,25 @@ func TestLauncherReportsFailure(t *testing.T) {
 
 // A launcher that stops answering (here: stopped with SIGSTOP) fails the
 // start that waits on it after launchTimeout, with an error that says
-// so, instead of hanging it; it is killed, so that it does not fail every
-// later start the same way, and the next starts work.
+// so, instead of hanging it; later starts do not wait on it but start
+// their agents directly, until it answers again. It is not killed: the
+// sandboxes it started live on.
 func TestLauncherUnanswered(t *testing.T) {
 	_, c := launcherProvider(t)
 	previous := local.SetLaunchTimeout(500 * time.Millisecond)
 	t.Cleanup(func() { local.SetLaunchTimeout(previous) })
 	ctx := context.Background()
 	launcher := startLauncher(t, c)
+	earlier, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer earlier.Destroy(ctx)
 	if err := syscall.Kill(launcher, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	// Should the launcher survive a failing test, it must not stay
-	// stopped.
-	t.Cleanup(func() { syscall.Kill(launcher, syscall.SIGKILL) })
+	// Should the test fail, the launcher must not stay stopped.
+	t.Cleanup(func() { syscall.Kill(launcher, syscall.SIGCONT) })
 
 	sb, err := c.Create(ctx, nil)
 	if err == nil {
@@ -286,22 +291,34 @@ func TestLauncherUnanswered(t *testing.T) {
 	if !strings.Contains(err.Error(), "the launcher did not answer within 500ms") {
 		t.Errorf("a Create through a stopped launcher: %v; want an error saying the launcher did not answer", err)
 	}
-	waitUntil(t, "the stopped launcher is killed and reaped", func() bool {
-		ppid, ok := parentOf(launcher)
-		return local.Launcher().Pid != launcher && (!ok || ppid != os.Getpid())
-	})
-	for i := range 3 {
-		sb, err := c.Create(ctx, nil)
-		if err != nil {
-			t.Fatalf("create %d after the stopped launcher was killed: %v", i, err)
-		}
-		if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
-			t.Errorf("create %d: echo hi: %+v, %v", i, res, err)
-		}
-		sb.Destroy(ctx)
+	if st := local.Launcher(); st.Pid != launcher || !st.Stalled {
+		t.Errorf("after an unanswered start the launcher is %+v; want %d, stalled", st, launcher)
 	}
-	if pid := local.Launcher().Pid; pid == 0 || pid == launcher {
-		t.Errorf("after the stopped launcher was killed, the launcher is %d; want a new one", pid)
+	direct, err := c.Create(ctx, nil)
+	if err != nil {
+		t.Fatalf("a Create while the launcher is stalled: %v", err)
+	}
+	if ppid, _ := parentOf(local.AgentPid(direct.Driver())); ppid != os.Getpid() {
+		t.Errorf("while the launcher is stalled the agent's parent is %d; want this process, %d (started directly)", ppid, os.Getpid())
+	}
+	direct.Destroy(ctx)
+
+	// Going on, the launcher answers the request it kept: it is used
+	// again, and what it started earlier still runs.
+	if err := syscall.Kill(launcher, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the launcher is used again once it answered", func() bool { return !local.Launcher().Stalled })
+	if res, err := earlier.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+		t.Errorf("a sandbox the launcher started before it stalled: echo hi: %+v, %v", res, err)
+	}
+	sb, err = c.Create(ctx, nil)
+	if err != nil {
+		t.Fatalf("a Create once the launcher answers again: %v", err)
+	}
+	defer sb.Destroy(ctx)
+	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != launcher {
+		t.Errorf("once the launcher answers again the agent's parent is %d; want the launcher, %d", ppid, launcher)
 	}
 }
 
@@ -370,5 +387,45 @@ func TestStartFailsAfterAgentRuns(t *testing.T) {
 			}
 			sb.Destroy(ctx)
 		})
+	}
+}
+
+// A launcher whose socket is full (it reads nothing: stopped) held the
+// start that sent to it, and every other start behind the launcher's
+// lock, for good. A start finding it full starts its agent directly.
+func TestLauncherFull(t *testing.T) {
+	_, c := launcherProvider(t)
+	launcher := startLauncher(t, c)
+	if err := syscall.Kill(launcher, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(launcher, syscall.SIGKILL) })
+	n, err := local.FillLauncherQueue()
+	if err != nil {
+		t.Fatalf("filling the launcher's socket: %d requests, then %v", n, err)
+	}
+	t.Logf("the stopped launcher's socket took %d requests", n)
+
+	ctx := context.Background()
+	var sb *compute.Sandbox
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sb, err = c.Create(ctx, nil)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Create still blocked after a minute on a launcher whose socket is full: it hangs")
+	}
+	if err != nil {
+		t.Fatalf("Create with the launcher's socket full: %v", err)
+	}
+	defer sb.Destroy(ctx)
+	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != os.Getpid() {
+		t.Errorf("with the launcher's socket full, the agent's parent is %d; want this process, %d (started directly)", ppid, os.Getpid())
+	}
+	if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
+		t.Errorf("echo hi: %+v, %v", res, err)
 	}
 }
