@@ -62,11 +62,11 @@ func SetLaunchTimeout(d time.Duration) (previous time.Duration) {
 	return time.Duration(launchTimeout.Swap(int64(d)))
 }
 
-// FailAfterLimit makes every start of p's agents fail with err once the
-// agent is in its cgroup, after calling started with the agent's pid; a
-// nil err ends that. Not safe for concurrent use with Create.
-func FailAfterLimit(p *Provider, err error, started func(agent int)) {
-	if err == nil {
+// AfterLimit has every start of p's agents call f with the agent's pid
+// once the agent is in its cgroup; f's error fails the start there. A nil
+// f ends that. Not safe for concurrent use with Create.
+func AfterLimit(p *Provider, f func(agent int) error) {
+	if f == nil {
 		testHookLimited = nil
 		return
 	}
@@ -74,9 +74,14 @@ func FailAfterLimit(p *Provider, err error, started func(agent int)) {
 		if q != p {
 			return nil
 		}
-		started(agent)
-		return err
+		return f(agent)
 	}
+}
+
+// SetSetupTimeout sets how long a start waits for its agent's setup, and
+// returns the previous setting.
+func SetSetupTimeout(d time.Duration) (previous time.Duration) {
+	return time.Duration(setupTimeout.Swap(int64(d)))
 }
 
 // FillLauncherQueue sends the running launcher empty requests (which it

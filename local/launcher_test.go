@@ -322,74 +322,6 @@ func TestLauncherUnanswered(t *testing.T) {
 	}
 }
 
-// Threat: a start that failed once its agent ran (where a host out of
-// descriptors failed to put the agent in its cgroup) waited for good for
-// the agent to exit: nothing waited for it yet. The start fails with its
-// error, and the agent is killed and reaped, started directly or by the
-// launcher.
-func TestStartFailsAfterAgentRuns(t *testing.T) {
-	for _, viaLauncher := range []bool{false, true} {
-		name := "direct"
-		if viaLauncher {
-			name = "launcher"
-		}
-		t.Run(name, func(t *testing.T) {
-			var p *local.Provider
-			var c *compute.Compute
-			if viaLauncher {
-				p, c = launcherProvider(t)
-			} else {
-				previous := local.UseLauncher(-1)
-				t.Cleanup(func() { local.UseLauncher(previous) })
-				var err error
-				if p, err = local.New(local.Options{Prestart: -1}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { p.Close() })
-				c = compute.New(compute.Config{Provider: p})
-			}
-			ctx := context.Background()
-			if viaLauncher {
-				startLauncher(t, c)
-			}
-			injected := errors.New("injected failure after the agent started")
-			var agents []int
-			local.FailAfterLimit(p, injected, func(agent int) { agents = append(agents, agent) })
-			t.Cleanup(func() { local.FailAfterLimit(p, nil, nil) })
-			var err error
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				var sb *compute.Sandbox
-				if sb, err = c.Create(ctx, nil); err == nil {
-					sb.Destroy(ctx)
-				}
-			}()
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				t.Fatal("Create still blocked a minute after its start failed: it hangs")
-			}
-			if !errors.Is(err, injected) {
-				t.Errorf("Create = %v; want the start's error", err)
-			}
-			if len(agents) != 1 {
-				t.Fatalf("%d agents started; want 1", len(agents))
-			}
-			waitUntil(t, "the failed start's agent is killed and reaped", func() bool {
-				_, ok := parentOf(agents[0])
-				return !ok
-			})
-			local.FailAfterLimit(p, nil, nil)
-			sb, err := c.Create(ctx, nil)
-			if err != nil {
-				t.Fatalf("create after a failed start: %v", err)
-			}
-			sb.Destroy(ctx)
-		})
-	}
-}
-
 // A launcher whose socket is full (it reads nothing: stopped) held the
 // start that sent to it, and every other start behind the launcher's
 // lock, for good. A start finding it full starts its agent directly.
@@ -407,17 +339,7 @@ func TestLauncherFull(t *testing.T) {
 	t.Logf("the stopped launcher's socket took %d requests", n)
 
 	ctx := context.Background()
-	var sb *compute.Sandbox
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sb, err = c.Create(ctx, nil)
-	}()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("Create still blocked after a minute on a launcher whose socket is full: it hangs")
-	}
+	sb, err := createWithin(t, c, "with the launcher's socket full")
 	if err != nil {
 		t.Fatalf("Create with the launcher's socket full: %v", err)
 	}

@@ -94,6 +94,13 @@ func startAgentFor(p *Provider, network bool, gpus []string, img *sandboxImage, 
 // there, as limit's would.
 var testHookLimited func(p *Provider, agent int) error
 
+// setupTimeout bounds, in nanoseconds, the wait for an agent to finish
+// its setup once configured (a minute, as agentReplyTimeout; tests
+// shorten it). A burst of 50 on 2 CPUs takes about a second.
+var setupTimeout atomic.Int64
+
+func init() { setupTimeout.Store(int64(agentReplyTimeout)) }
+
 // launchAgent starts a sandbox's agent, which then waits for its
 // configuration (buildRoot). With forImage, the sandbox is started ahead
 // of demand for an image not named yet: the agent is configured at once
@@ -496,7 +503,16 @@ func (s *sandbox) configure(cfg *agentproto.Config, layers []int) error {
 	buf := *bufp
 	// With the reply, an image build step's writable layer (takeUpper).
 	oob = make([]byte, unix.CmsgSpace(4))
+	// An agent that never finishes its setup (stopped, stuck in the
+	// kernel) fails the start rather than hang it; the caller destroys
+	// the sandbox, which kills the agent.
+	limit := time.Duration(setupTimeout.Load())
+	s.ctl.SetReadDeadline(time.Now().Add(limit))
 	n, oobn, _, _, err := s.ctl.ReadMsgUnix(buf, oob)
+	s.ctl.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("local: the sandbox's agent did not finish its setup within %v", limit)
+	}
 	if err != nil {
 		return fmt.Errorf("local: sandbox agent exited during setup (%v)%s", err, startHint(err))
 	}
