@@ -67,15 +67,16 @@ func SetLaunchTimeout(d time.Duration) (previous time.Duration) {
 // f ends that. Not safe for concurrent use with Create.
 func AfterLimit(p *Provider, f func(agent int) error) {
 	if f == nil {
-		testHookLimited = nil
+		testHookLimited.Store(nil)
 		return
 	}
-	testHookLimited = func(q *Provider, agent int) error {
+	hook := func(q *Provider, agent int) error {
 		if q != p {
 			return nil
 		}
 		return f(agent)
 	}
+	testHookLimited.Store(&hook)
 }
 
 // SetSetupTimeout sets how long a start waits for its agent's setup, and

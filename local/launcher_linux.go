@@ -129,8 +129,10 @@ var errNoLauncher = errors.New("local: the launcher is not running")
 
 // launch has the launcher start the agent program with attr and agentEnd
 // as its control socket. It returns errNoLauncher where the launcher is
-// not running for program (or cannot start what attr asks for), and
-// starts it once enough agents have been started without it.
+// not running for program, is stalled (it did not answer an earlier
+// start in time), has no room for the request, or cannot start what attr
+// asks for; and it starts the launcher once enough agents have been
+// started without it.
 func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *os.File) (agentProcess, error) {
 	mode := useLauncher.Load()
 	req, ok := agentproto.NewLaunch(attr)
@@ -180,8 +182,8 @@ func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *o
 	// asked nothing more until it answers this request: starts go
 	// directly meanwhile, rather than each waiting launchTimeout. It is
 	// not killed: the sandboxes it started would die with it. This start
-	// fails; should the launcher start its agent later, that agent finds
-	// its control socket closed and exits.
+	// fails; should the launcher start its agent later, awaitLate kills
+	// that agent.
 	l.mu.Lock()
 	if l.gen == gen {
 		l.stalled = true
@@ -195,19 +197,20 @@ func (l *launcher) launch(program string, attr *syscall.SysProcAttr, agentEnd *o
 var errLaunchTimeout = errors.New("local: the launcher did not answer")
 
 // awaitLate waits, as long as it takes, for the late answer of launcher
-// gen on reply (which it closes). Once the launcher has answered, it is
-// used again; the agent it started for nobody is killed. An end without
-// an answer means the launcher died, and run starts over.
+// gen on reply (which it closes). Once the launcher has answered, or
+// dropped the request without an answer (one it could not read), it is
+// used again; the agent it started for nobody is killed. (Should it have
+// died instead, run has started over already.)
 func (l *launcher) awaitLate(gen, reply int) {
 	defer unix.Close(reply)
 	unix.SetsockoptTimeval(reply, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{}) // no timeout
 	a, err := receiveLaunched(reply)
+	for errors.Is(err, errLaunchTimeout) { // should the timeout have stayed
+		a, err = receiveLaunched(reply)
+	}
 	if a != nil {
 		a.Kill()
 		a.Wait()
-	}
-	if errors.Is(err, errNoLauncher) {
-		return
 	}
 	l.mu.Lock()
 	if l.gen == gen {

@@ -91,8 +91,9 @@ func startAgentFor(p *Provider, network bool, gpus []string, img *sandboxImage, 
 
 // testHookLimited, when set (tests), is called with the provider and the
 // agent's pid once the agent is in its cgroup; its error fails the start
-// there, as limit's would.
-var testHookLimited func(p *Provider, agent int) error
+// there, as limit's would. Atomic: a start whose Create was cancelled
+// may still run while a later test sets it.
+var testHookLimited atomic.Pointer[func(p *Provider, agent int) error]
 
 // setupTimeout bounds, in nanoseconds, the wait for an agent to finish
 // its setup once configured (a minute, as agentReplyTimeout; tests
@@ -168,8 +169,8 @@ func launchAgentAs(p *Provider, network bool, gpus []string, forImage bool, user
 	if err := s.limit(&s.cfg, gpus, &undo); err != nil {
 		return nil, err
 	}
-	if testHookLimited != nil {
-		if err := testHookLimited(p, s.agent.Pid()); err != nil {
+	if hook := testHookLimited.Load(); hook != nil {
+		if err := (*hook)(p, s.agent.Pid()); err != nil {
 			return nil, err
 		}
 	}

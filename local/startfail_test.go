@@ -110,6 +110,7 @@ func TestSetupUnanswered(t *testing.T) {
 		return !ok
 	})
 	local.AfterLimit(p, nil)
+	local.SetSetupTimeout(previousTimeout)
 	sb, err = c.Create(ctx, nil)
 	if err != nil {
 		t.Fatalf("create after an agent that did not finish its setup: %v", err)

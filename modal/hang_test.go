@@ -188,7 +188,9 @@ func TestHangKillRefused(t *testing.T) {
 			defer cancel()
 			opts := &compute.RunOptions{}
 			if how == "timeout" {
-				opts.Timeout = 1500 * time.Millisecond
+				// Long enough for waitRunning below on a busy machine: the
+				// kill must come after the fault is in place.
+				opts.Timeout = 5 * time.Second
 			}
 			// The command never ends by itself: only a kill ends it, and a
 			// wait for its natural end would trip the hang guard.
