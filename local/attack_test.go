@@ -290,10 +290,20 @@ func TestAttackLowDescriptorLimit(t *testing.T) {
 		return
 	}
 	for _, lim := range []string{"10", "16", "40", "1000"} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestAttackLowDescriptorLimit$")
+		// A child that hangs is named, rather than left to the package's
+		// timeout, which would not say which limit it was.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestAttackLowDescriptorLimit$")
 		cmd.Env = append(os.Environ(), "COMPUTE_TEST_NOFILE="+lim)
+		cmd.WaitDelay = 10 * time.Second // should anything it started hold its output
 		out, _ := cmd.CombinedOutput()
+		hung := ctx.Err() != nil
+		cancel()
 		s := string(out)
+		if hung {
+			t.Errorf("NOFILE %s: the owner still ran after 3 minutes: it hangs; its output:\n%s", lim, s)
+			continue
+		}
 		if strings.Contains(s, "panic") || !strings.Contains(s, "result:") {
 			t.Errorf("NOFILE %s: the owner did not end cleanly:\n%s", lim, s)
 			continue
