@@ -289,11 +289,16 @@ func (c *execContext) Run(ctx context.Context, code string, opts *CellOptions) (
 	if errors.Is(err, interpreter.ErrDied) {
 		r.kill()
 		var derr error
-		if errors.Is(err, interpreter.ErrNotStopped) {
-			// The session gave up on a cell that ignored its interrupt,
-			// and the kill above is ours: say that, not how it ended.
+		switch {
+		case errors.Is(err, interpreter.ErrNotStopped) && runCtx.Err() != nil:
+			// The session gave up on this cell, which ignored its
+			// interrupt, and the kill above is ours: say that, not how
+			// it ended.
 			derr = fmt.Errorf("compute: code context %s: the cell did not stop when interrupted (%w), so its interpreter was stopped; Restart starts a new one: %w", c.id, runCtx.Err(), ErrContextDied)
-		} else {
+		case errors.Is(err, interpreter.ErrNotStopped):
+			// An earlier cell's: this one never ran.
+			derr = fmt.Errorf("compute: code context %s: its interpreter was stopped when an earlier cell did not stop when interrupted; Restart starts a new one: %w", c.id, ErrContextDied)
+		default:
 			derr = c.died(r, "died during the cell", err)
 		}
 		if c.isClosed() {

@@ -142,9 +142,10 @@ var maxFrame = 64 << 20
 // interrupt because its context was done. An interrupted cell normally
 // ends within milliseconds; on a machine loaded with other interpreters
 // the signal, the interpreter's handling of it and the end frame can
-// take seconds (2 s was seen to be too short in CI), and giving up kills
-// the interpreter with all its state.
-var interruptGrace = 5 * time.Second
+// take seconds (2 s, then 5 s through the Modal emulator, were seen to be
+// too short in CI), and giving up kills the interpreter with all its
+// state.
+var interruptGrace = 15 * time.Second
 
 // Session speaks the protocol with one running interpreter program. Its
 // methods are safe for concurrent use; cells run one at a time.
