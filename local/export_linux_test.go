@@ -64,7 +64,8 @@ func SetLaunchTimeout(d time.Duration) (previous time.Duration) {
 
 // AfterLimit has every start of p's agents call f with the agent's pid
 // once the agent is in its cgroup; f's error fails the start there. A nil
-// f ends that. Not safe for concurrent use with Create.
+// f ends that. It is one hook for the whole process: tests that set it
+// do not run in parallel.
 func AfterLimit(p *Provider, f func(agent int) error) {
 	if f == nil {
 		testHookLimited.Store(nil)

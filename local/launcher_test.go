@@ -73,6 +73,43 @@ func startLauncher(t *testing.T, c *compute.Compute) (pid int) {
 	return st.Pid
 }
 
+// checkParent checks that sb's agent is a child of want: the launcher's
+// pid, or this process's for an agent started directly. when says in
+// which situation.
+func checkParent(t *testing.T, sb *compute.Sandbox, want int, when string) {
+	t.Helper()
+	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != want {
+		t.Errorf("%s the agent's parent is %d; want %d", when, ppid, want)
+	}
+}
+
+// createChildOf creates a sandbox with c, destroyed at the test's end,
+// and checks that its agent is a child of want (checkParent).
+func createChildOf(t *testing.T, c *compute.Compute, want int, when string) *compute.Sandbox {
+	t.Helper()
+	sb, err := c.Create(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("Create %s: %v", when, err)
+	}
+	t.Cleanup(func() { sb.Destroy(context.Background()) })
+	checkParent(t, sb, want, when)
+	return sb
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		if child, err := strconv.Atoi(e.Name()); err == nil {
+			if ppid, ok := parentOf(child); ok && ppid == pid {
+				kids = append(kids, child)
+			}
+		}
+	}
+	return kids
+}
+
 // waitUntil polls done until it holds, and fails the test with what it
 // waited for after 30 s (a hang, not a slow machine).
 func waitUntil(t *testing.T, what string, done func() bool) {
@@ -112,9 +149,7 @@ func TestLauncher(t *testing.T) {
 		t.Fatal("no launcher runs after an isolated Create", local.Launcher().Failed)
 	}
 	agent := local.AgentPid(sb.Driver())
-	if ppid, _ := parentOf(agent); ppid != launcher {
-		t.Errorf("the agent's parent is %d; want the launcher, %d", ppid, launcher)
-	}
+	checkParent(t, sb, launcher, "through the launcher")
 	if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
 		t.Errorf("echo hi: %+v, %v", res, err)
 	}
@@ -237,7 +272,6 @@ func TestLauncherConcurrent(t *testing.T) {
 // kernel's reason, and the launcher goes on starting agents.
 func TestLauncherReportsFailure(t *testing.T) {
 	_, c := launcherProvider(t)
-	ctx := context.Background()
 	launcher := startLauncher(t, c)
 	// Two uid mappings for the same ids: the kernel refuses the map.
 	overlapping := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1_999_999_000, Size: 2}, {ContainerID: 1, HostID: 1_999_999_500, Size: 1}}
@@ -251,14 +285,7 @@ func TestLauncherReportsFailure(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the launcher") || !errors.Is(err, syscall.EINVAL) {
 		t.Errorf("a start with overlapping uid maps: %v; want the launcher's EINVAL", err)
 	}
-	sb, err := c.Create(ctx, nil)
-	if err != nil {
-		t.Fatalf("create after a failed launch: %v", err)
-	}
-	defer sb.Destroy(ctx)
-	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != launcher {
-		t.Errorf("after a failed launch the agent's parent is %d; want the same launcher, %d", ppid, launcher)
-	}
+	createChildOf(t, c, launcher, "after a failed launch (the same launcher)")
 }
 
 // A launcher that stops answering (here: stopped with SIGSTOP) fails the
@@ -270,11 +297,7 @@ func TestLauncherUnanswered(t *testing.T) {
 	_, c := launcherProvider(t)
 	ctx := context.Background()
 	launcher := startLauncher(t, c)
-	earlier, err := c.Create(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer earlier.Destroy(ctx)
+	earlier := createChildOf(t, c, launcher, "before the launcher stopped")
 	if err := syscall.Kill(launcher, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -296,32 +319,26 @@ func TestLauncherUnanswered(t *testing.T) {
 	if st := local.Launcher(); st.Pid != launcher || !st.Stalled {
 		t.Errorf("after an unanswered start the launcher is %+v; want %d, stalled", st, launcher)
 	}
-	direct, err := c.Create(ctx, nil)
-	if err != nil {
-		t.Fatalf("a Create while the launcher is stalled: %v", err)
-	}
-	if ppid, _ := parentOf(local.AgentPid(direct.Driver())); ppid != os.Getpid() {
-		t.Errorf("while the launcher is stalled the agent's parent is %d; want this process, %d (started directly)", ppid, os.Getpid())
-	}
+	direct := createChildOf(t, c, os.Getpid(), "while the launcher is stalled (started directly)")
 	direct.Destroy(ctx)
 
 	// Going on, the launcher answers the request it kept: it is used
-	// again, and what it started earlier still runs.
+	// again, the agent it started for nobody is gone (its control
+	// socket was closed with the failed start; awaitLate kills it too),
+	// and what it started earlier still runs.
 	if err := syscall.Kill(launcher, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the launcher is used again once it answered", func() bool { return !local.Launcher().Stalled })
+	earlierAgent := local.AgentPid(earlier.Driver())
+	waitUntil(t, "the agent the launcher started late, for nobody, is gone and reaped", func() bool {
+		kids := childrenOf(launcher)
+		return len(kids) == 1 && kids[0] == earlierAgent
+	})
 	if res, err := earlier.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
 		t.Errorf("a sandbox the launcher started before it stalled: echo hi: %+v, %v", res, err)
 	}
-	sb, err = c.Create(ctx, nil)
-	if err != nil {
-		t.Fatalf("a Create once the launcher answers again: %v", err)
-	}
-	defer sb.Destroy(ctx)
-	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != launcher {
-		t.Errorf("once the launcher answers again the agent's parent is %d; want the launcher, %d", ppid, launcher)
-	}
+	createChildOf(t, c, launcher, "once the launcher answers again")
 }
 
 // A launcher whose socket is full (it reads nothing: stopped) held the
@@ -346,9 +363,7 @@ func TestLauncherFull(t *testing.T) {
 		t.Fatalf("Create with the launcher's socket full: %v", err)
 	}
 	defer sb.Destroy(ctx)
-	if ppid, _ := parentOf(local.AgentPid(sb.Driver())); ppid != os.Getpid() {
-		t.Errorf("with the launcher's socket full, the agent's parent is %d; want this process, %d (started directly)", ppid, os.Getpid())
-	}
+	checkParent(t, sb, os.Getpid(), "with the launcher's socket full (started directly)")
 	if res, err := sb.RunCommand(ctx, "echo", "hi"); err != nil || res.Stdout != "hi\n" {
 		t.Errorf("echo hi: %+v, %v", res, err)
 	}
